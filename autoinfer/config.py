@@ -1,0 +1,158 @@
+"""The `autoinfer.yaml` model: pydantic, with `AUTOINFER_...` environment overrides."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from autoinfer.errors import ConfigError
+from autoinfer.jobs.spec import describe_validation_error
+
+ENV_PREFIX = "AUTOINFER_"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ApiConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+
+
+class StoreConfig(_Strict):
+    """A named object store: a local folder (bucket = sub-folder) or an S3 endpoint."""
+
+    type: Literal["local", "s3"]
+    root: str | None = None  # local
+    endpoint_url: str | None = None  # s3
+    region: str | None = None
+    addressing_style: Literal["auto", "virtual", "path"] | None = None
+    credentials: str | None = None  # "secret:NAME" holding "ACCESS_KEY:SECRET_KEY", or None for the AWS chain
+    profile: str | None = None
+
+
+class SourceConfig(_Strict):
+    """An event source: watch (local store), webhook, sqs or poll."""
+
+    type: Literal["watch", "webhook", "sqs", "poll"]
+    store: str | None = None
+    token: str | None = None  # webhook bearer token / HMAC key (may be "secret:NAME")
+    queue_url: str | None = None  # sqs
+    bucket: str | None = None  # poll
+    prefix: str = ""
+    interval_s: float = Field(30.0, gt=0)
+    backfill: bool = False
+    rescan_s: float = Field(30.0, gt=0)  # watch: periodic full rescan
+    max_receive: int = Field(5, ge=1)  # sqs: deliveries before a poison message is left to the DLQ
+
+
+class TriggerConfig(_Strict):
+    """A rule: events on bucket/prefix/suffix → a job from a template, or a Python handler."""
+
+    name: str
+    bucket: str
+    prefix: str = ""
+    suffix: str = ""
+    events: list[str] = Field(default_factory=lambda: ["ObjectCreated:*"])
+    job: dict[str, Any] | None = None
+    handler: str | None = None  # "module:function", Lambda signature handler(event, context)
+    max_attempts: int = Field(3, ge=1, le=100)
+
+
+class ExecutorConfig(_Strict):
+    type: Literal["local", "ray"] = "local"
+    max_jobs: int = Field(4, ge=1, le=1024)
+    address: str | None = None  # ray
+    lease_s: float = Field(30.0, gt=0)
+
+
+class Config(_Strict):
+    """The whole service configuration."""
+
+    data_dir: Path = Path("./.autoinfer")
+    database_url: str | None = None
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    stores: dict[str, StoreConfig] = Field(default_factory=dict)
+    sources: list[SourceConfig] = Field(default_factory=list)
+    triggers: list[TriggerConfig] = Field(default_factory=list)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    insecure: bool = False
+    # The API key the service accepts (besides keys created later); "secret:NAME" allowed.
+    api_key: str | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in the file are relative to the folder holding it."""
+        return getattr(self, "_base_dir", Path.cwd())
+
+    def resolve_path(self, value: str | Path) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @property
+    def data_path(self) -> Path:
+        return self.resolve_path(self.data_dir)
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read the YAML file (if any), apply `AUTOINFER_...` overrides and validate."""
+    env = dict(os.environ if env is None else env)
+    raw: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        file = Path(path)
+        try:
+            raw = yaml.safe_load(file.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{file}: no such configuration file") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{file}: not valid YAML: {error}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping")
+        base_dir = file.resolve().parent
+    apply_env_overrides(raw, env)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as error:
+        where = f"{path}: " if path else ""
+        raise ConfigError(where + describe_validation_error(error)) from None
+    object.__setattr__(config, "_base_dir", base_dir)
+    return config
+
+
+def apply_env_overrides(raw: dict[str, Any], env: dict[str, str]) -> None:
+    """`AUTOINFER_API__PORT=9000` sets `api.port`; `AUTOINFER_DATA_DIR` sets `data_dir`.
+
+    Nested keys are separated by a double underscore; values are parsed as YAML scalars.
+    """
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        if path[0] not in Config.model_fields:
+            continue
+        target = raw
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{name}: cannot override inside a non-mapping value")
+        target[path[-1]] = yaml.safe_load(value) if value else value
+
+
+# Variables that configure a job's own process (set by the runner), not the service.
+RESERVED_ENV = frozenset(
+    {
+        "AUTOINFER_DATA_PATH",
+        "AUTOINFER_OUTPUT_PATH",
+        "AUTOINFER_MODEL_PATH",
+        "AUTOINFER_JOB_ID",
+        "AUTOINFER_JOB_NAME",
+        "AUTOINFER_URL",
+        "AUTOINFER_KEY",
+    }
+)

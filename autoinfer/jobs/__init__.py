@@ -1,0 +1,1 @@
+"""Jobs: the spec and status vocabulary, their persistence and their state machine."""

@@ -1,0 +1,162 @@
+"""The job spec (trainML's job-create field names) and the job status vocabulary."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autoinfer.errors import SpecError
+
+JOB_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+
+
+class Status(StrEnum):
+    """Job statuses, in trainML's words."""
+
+    NEW = "new"
+    WAITING_RESOURCES = "waiting for resources"
+    WAITING_DOWNLOAD = "waiting for data/model download"
+    RUNNING = "running"
+    UPLOADING = "uploading"
+    FINISHED = "finished"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.FINISHED, Status.FAILED, Status.STOPPED})
+
+# The legal moves of the state machine. A job may fail or be stopped from any live status;
+# `new` is re-entered when a failed/stopped job is retried or a crashed attempt is recovered.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.NEW: frozenset({Status.WAITING_RESOURCES, Status.FAILED, Status.STOPPED}),
+    Status.WAITING_RESOURCES: frozenset(
+        {Status.WAITING_DOWNLOAD, Status.NEW, Status.FAILED, Status.STOPPED}
+    ),
+    Status.WAITING_DOWNLOAD: frozenset({Status.RUNNING, Status.NEW, Status.FAILED, Status.STOPPED}),
+    Status.RUNNING: frozenset({Status.UPLOADING, Status.NEW, Status.FAILED, Status.STOPPED}),
+    Status.UPLOADING: frozenset({Status.FINISHED, Status.NEW, Status.FAILED, Status.STOPPED}),
+    Status.FINISHED: frozenset(),
+    Status.FAILED: frozenset({Status.NEW}),
+    Status.STOPPED: frozenset({Status.NEW}),
+}
+
+
+def can_transition(old: Status, new: Status) -> bool:
+    """Whether the state machine allows `old` → `new`."""
+    return new in TRANSITIONS[old]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(_Strict):
+    cpu_count: int = Field(1, ge=1, le=1024)
+    gpu_count: int = Field(0, ge=0, le=64)
+    gpu_type: str | None = None
+    disk_size: int = Field(10, ge=1, le=100_000, description="GiB of scratch space the job may use")
+
+
+class ModelSource(_Strict):
+    source_type: Literal["builtin", "local", "git", "aws", "http"] = "builtin"
+    source_uri: str = "efficientnet_lite0"
+    # ONNX classifiers brought by the user: a labels file (one "wnid name" or "name" per line).
+    labels_uri: str | None = None
+
+
+class OutputOptions(_Strict):
+    archive: bool = True
+
+
+class Data(_Strict):
+    input_type: Literal["aws", "local", "http"] | None = None
+    input_uri: str
+    output_type: Literal["aws", "local"] | None = None
+    output_uri: str
+    output_options: OutputOptions = Field(default_factory=OutputOptions)
+
+    @model_validator(mode="after")
+    def _infer_types(self) -> Data:
+        if self.input_type is None:
+            self.input_type = uri_type(self.input_uri)
+        if self.output_type is None:
+            kind = uri_type(self.output_uri)
+            if kind == "http":
+                raise ValueError("output_uri: http(s) outputs are not supported; use s3:// or a path")
+            self.output_type = kind  # type: ignore[assignment]
+        return self
+
+
+class EnvVar(_Strict):
+    key: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    value: str
+
+
+class Environment(_Strict):
+    env: list[EnvVar] = Field(default_factory=list)
+    secrets: list[str] = Field(default_factory=list)
+
+
+class JobSpec(_Strict):
+    """What a user asks for: the trainML job-create payload, validated."""
+
+    name: str
+    type: Literal["inference"] = "inference"
+    resources: Resources = Field(default_factory=Resources)
+    model: ModelSource = Field(default_factory=ModelSource)
+    workers: list[str] = Field(default_factory=list)
+    data: Data
+    environment: Environment = Field(default_factory=Environment)
+    timeout_s: int = Field(3600, ge=1, le=7 * 24 * 3600)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not JOB_NAME_PATTERN.match(value):
+            raise ValueError(
+                "must start with a letter or digit and hold only letters, digits, '.', '_', '-' "
+                "or spaces (at most 128 characters)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _workers_needed(self) -> JobSpec:
+        if self.model.source_type != "builtin" and not self.workers:
+            raise ValueError(f"workers: required when model.source_type is {self.model.source_type!r}")
+        return self
+
+
+def uri_type(uri: str) -> str:
+    """The trainML data type of a URI: aws, http or local."""
+    lowered = uri.lower()
+    if lowered.startswith("s3://"):
+        return "aws"
+    if lowered.startswith(("http://", "https://")):
+        return "http"
+    return "local"
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming every bad field: `data.input_uri: Field required; timeout_s: ...`."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "spec"
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def parse_spec(payload: Any) -> JobSpec:
+    """Validate a payload into a JobSpec, raising SpecError that names each bad field."""
+    try:
+        return JobSpec.model_validate(payload)
+    except ValidationError as error:
+        raise SpecError(describe_validation_error(error)) from None
