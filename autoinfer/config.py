@@ -76,6 +76,7 @@ class Config(_Strict):
 
     data_dir: Path = Path("./.autoinfer")
     database_url: str | None = None
+    cache_dir: Path | None = None  # exported models; default <data_dir>/cache
     api: ApiConfig = Field(default_factory=ApiConfig)
     stores: dict[str, StoreConfig] = Field(default_factory=dict)
     sources: list[SourceConfig] = Field(default_factory=list)
@@ -97,6 +98,10 @@ class Config(_Strict):
     @property
     def data_path(self) -> Path:
         return self.resolve_path(self.data_dir)
+
+    @property
+    def cache_path(self) -> Path:
+        return self.resolve_path(self.cache_dir) if self.cache_dir else self.data_path / "cache"
 
 
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:

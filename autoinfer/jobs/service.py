@@ -190,6 +190,15 @@ class JobService:
         if reset_budget:
             row.max_attempts = max(row.max_attempts, row.attempt + 1)
 
+    def release(self, job_id: str, owner: str) -> None:
+        """Hand a claimed job back to the queue (shutdown) without spending an attempt."""
+        with self.db.session() as session:
+            row = self._row(session, job_id, lock=True)
+            if row.lease_owner != owner or Status(row.status) in TERMINAL:
+                return
+            self._requeue(session, row, "handed back at shutdown", 0.0)
+            row.attempt = max(0, row.attempt - 1)
+
     def fail_or_retry(self, job_id: str, reason: str, *, owner: str, backoff_s: float) -> JobRecord:
         """A failed attempt: retry later with backoff while attempts remain, else `failed`."""
         with self.db.session() as session:

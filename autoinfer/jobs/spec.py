@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from autoinfer.errors import SpecError
 
-JOB_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
+# Any printable name (trainML's examples use "Inference s3://bucket/key"); files made from it
+# go through `safe_file_name`.
+JOB_NAME_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
 
@@ -121,10 +123,9 @@ class JobSpec(_Strict):
     @classmethod
     def _name(cls, value: str) -> str:
         if not JOB_NAME_PATTERN.match(value):
-            raise ValueError(
-                "must start with a letter or digit and hold only letters, digits, '.', '_', '-' "
-                "or spaces (at most 128 characters)"
-            )
+            raise ValueError("must be 1 to 200 printable characters")
+        if not value.strip():
+            raise ValueError("must not be blank")
         return value
 
     @model_validator(mode="after")
@@ -132,6 +133,12 @@ class JobSpec(_Strict):
         if self.model.source_type != "builtin" and not self.workers:
             raise ValueError(f"workers: required when model.source_type is {self.model.source_type!r}")
         return self
+
+
+def safe_file_name(name: str) -> str:
+    """A job name made safe as one path segment: `Inference s3://b/k` → `Inference s3___b_k`."""
+    cleaned = re.sub(r"[/\\\x00-\x1f\x7f]", "_", name).strip()
+    return cleaned.lstrip(".") or "job"
 
 
 def uri_type(uri: str) -> str:

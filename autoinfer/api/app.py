@@ -1,0 +1,52 @@
+"""The FastAPI application: routers per resource, error format, service lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from autoinfer import __version__
+from autoinfer.api import health, jobs
+from autoinfer.api.errors import install_error_handlers
+
+
+def create_app(service, *, manage_lifecycle: bool = True) -> FastAPI:  # type: ignore[no-untyped-def]
+    """The app serving `service`; with `manage_lifecycle` it starts and stops the service too."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            service.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                service.stop()
+
+    app = FastAPI(
+        title="autoinfer",
+        version=__version__,
+        description="New data in a bucket becomes predictions next to it.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    _include_optional(app)
+    return app
+
+
+def _include_optional(app: FastAPI) -> None:
+    """Routers of parts that may not be present in every build (events, dashboard)."""
+    from autoinfer.api import events, triggers
+
+    app.include_router(events.router)
+    app.include_router(triggers.router)
+    try:
+        from autoinfer.dashboard import routes as dashboard
+    except ImportError:
+        return
+    app.include_router(dashboard.router)

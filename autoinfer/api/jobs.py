@@ -1,0 +1,121 @@
+"""`/v1/jobs`: create, list, get, logs (optionally followed), stop and retry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from autoinfer.api.auth import require_key
+from autoinfer.jobs.records import JobRecord, LogLine
+from autoinfer.jobs.spec import JobSpec, Status, parse_spec
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_key)])
+
+
+class JobList(BaseModel):
+    jobs: list[JobRecord]
+    total: int
+
+
+class LogPage(BaseModel):
+    lines: list[LogLine]
+    status: str
+
+
+def _service(request: Request):  # type: ignore[no-untyped-def]
+    return request.app.state.service
+
+
+@router.post("", status_code=201, response_model=JobRecord, openapi_extra={
+    "requestBody": {"content": {"application/json": {"schema": JobSpec.model_json_schema()}}}
+})
+def create_job(
+    request: Request,
+    payload: Any = Body(...),
+    idempotency_key: str | None = Header(default=None, alias="Idempotency-Key"),
+) -> JobRecord:
+    """Create a job from a job spec. With `Idempotency-Key`, repeating the call is a no-op."""
+    spec = parse_spec(payload)
+    job, _ = _service(request).create_job(spec, idempotency_key=idempotency_key)
+    return job
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    request: Request,
+    status: Status | None = None,
+    name: str | None = None,
+    source: str | None = None,
+    limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> JobList:
+    jobs, total = _service(request).jobs.list(
+        status=status.value if status else None, name=name, source=source, limit=limit, offset=offset
+    )
+    return JobList(jobs=jobs, total=total)
+
+
+@router.get("/{job_id}", response_model=JobRecord)
+def get_job(request: Request, job_id: str) -> JobRecord:
+    return _service(request).jobs.get(job_id)
+
+
+@router.get("/{job_id}/logs", response_model=LogPage)
+def job_logs(
+    request: Request,
+    job_id: str,
+    after: int = Query(0, ge=0, description="only lines with an id above this"),
+    follow: bool = Query(False, description="stream lines as NDJSON until the job ends"),
+    limit: int = Query(10_000, ge=1, le=100_000),
+):  # type: ignore[no-untyped-def]
+    service = _service(request)
+    job = service.jobs.get(job_id)  # 404 before streaming starts
+    if not follow:
+        return LogPage(lines=service.jobs.logs(job_id, after=after, limit=limit), status=job.status)
+    return StreamingResponse(_follow(request, job_id, after), media_type="application/x-ndjson")
+
+
+async def _follow(request: Request, job_id: str, after: int) -> AsyncIterator[bytes]:
+    """Each new log line as one JSON object per line; a final `{"status": ...}` when it ends."""
+    jobs = _service(request).jobs
+    idle = 0.0
+    while True:
+        lines = await asyncio.to_thread(jobs.logs, job_id, after=after, limit=1000)
+        for line in lines:
+            after = line.id
+            yield (line.model_dump_json() + "\n").encode()
+        if lines:
+            idle = 0.0
+            continue
+        job = await asyncio.to_thread(jobs.get, job_id)
+        if job.terminal:
+            # Drain what was written between the last read and the status change.
+            for line in await asyncio.to_thread(jobs.logs, job_id, after=after):
+                yield (line.model_dump_json() + "\n").encode()
+            yield (json.dumps({"status": job.status, "reason": job.reason}) + "\n").encode()
+            return
+        if await request.is_disconnected():
+            return
+        idle += 0.25
+        if idle >= 15:  # keep the connection alive through proxies
+            idle = 0.0
+            yield b"\n"
+        await asyncio.sleep(0.25)
+
+
+@router.post("/{job_id}/stop", response_model=JobRecord)
+def stop_job(request: Request, job_id: str) -> JobRecord:
+    """Stop a job: SIGTERM then SIGKILL to its process tree; `stopped` once it is gone."""
+    return _service(request).stop_job(job_id)
+
+
+@router.post("/{job_id}/retry", response_model=JobRecord)
+def retry_job(request: Request, job_id: str) -> JobRecord:
+    """Run a failed or stopped job again as a new attempt."""
+    return _service(request).retry_job(job_id)

@@ -1,0 +1,57 @@
+"""Running the app under uvicorn: in the foreground (`autoinfer serve`) or in a thread (demo, tests)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import uvicorn
+
+from autoinfer.api.app import create_app
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def make_server(service, host: str, port: int, *, log_level: str = "info") -> uvicorn.Server:  # type: ignore[no-untyped-def]
+    app = create_app(service)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on")
+    service.url = f"http://{host}:{port}"
+    return uvicorn.Server(config)
+
+
+class BackgroundServer:
+    """The service and its API in a daemon thread of this process, on a free loopback port."""
+
+    def __init__(self, service, host: str = "127.0.0.1", port: int | None = None, *, log_level: str = "warning") -> None:  # type: ignore[no-untyped-def]
+        self.service = service
+        self.port = port or free_port(host)
+        self.url = f"http://{host}:{self.port}"
+        self.server = make_server(service, host, self.port, log_level=log_level)
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._thread = threading.Thread(target=self.server.run, name="autoinfer-api", daemon=True)
+
+    def __enter__(self) -> BackgroundServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 60.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the autoinfer API server failed to start; see the log above")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the autoinfer API server did not start within {timeout} s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(60)

@@ -1,0 +1,21 @@
+"""The `autoinfer` command line: thin, it talks to the service over HTTP through the SDK."""
+
+from __future__ import annotations
+
+import typer
+
+from autoinfer.cli import demo, events, jobs, push, serve
+
+app = typer.Typer(
+    help="autoinfer: new data in a bucket becomes predictions next to it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(events.events_app, name="events")
+app.add_typer(events.triggers_app, name="triggers")
+app.command("serve")(serve.serve)
+app.command("demo")(demo.demo)
+app.command("push")(push.push)
+
+__all__ = ["app"]

@@ -1,0 +1,62 @@
+"""`autoinfer events list` and `autoinfer triggers list`."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from autoinfer.cli.client import JsonOption, KeyOption, UrlOption, console, make_client, one_line_errors, print_json
+
+events_app = typer.Typer(help="Storage events received by the service.", no_args_is_help=True)
+triggers_app = typer.Typer(help="The trigger rules of the service.", no_args_is_help=True)
+
+
+@events_app.command("list")
+@one_line_errors
+def list_events(
+    outcome: str = typer.Option(None, "--outcome", help="matched, duplicate, ignored, rejected, failed, pending"),
+    limit: int = typer.Option(50, "--limit"),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    key: str = KeyOption,
+) -> None:
+    """Recent events with their outcome and the job each started."""
+    events = make_client(url, key).events.list(limit=limit, outcome=outcome)
+    if as_json:
+        print_json(events)
+        return
+    table = Table("received", "source", "bucket", "key", "event", "outcome", "job / reason")
+    for event in events:
+        table.add_row(
+            str(event.get("received_at", ""))[:19].replace("T", " "),
+            str(event.get("source", "")),
+            str(event.get("bucket", "")),
+            str(event.get("key", "")),
+            str(event.get("event_name", "")),
+            str(event.get("outcome", "")),
+            str(event.get("job_id") or event.get("reason") or ""),
+        )
+    console.print(table)
+
+
+@triggers_app.command("list")
+@one_line_errors
+def list_triggers(as_json: bool = JsonOption, url: str = UrlOption, key: str = KeyOption) -> None:
+    """The trigger rules and how many events each matched."""
+    triggers = make_client(url, key).triggers.list()
+    if as_json:
+        print_json(triggers)
+        return
+    table = Table("name", "kind", "bucket", "prefix", "suffix", "events", "counts")
+    for trigger in triggers:
+        counts = ", ".join(f"{k} {v}" for k, v in (trigger.get("counts") or {}).items())
+        table.add_row(
+            trigger["name"],
+            str(trigger.get("kind", "")),
+            trigger["bucket"],
+            trigger.get("prefix", ""),
+            trigger.get("suffix", ""),
+            ", ".join(trigger.get("events", [])),
+            counts,
+        )
+    console.print(table)

@@ -1,0 +1,41 @@
+"""`autoinfer push FILE DEST_URI`: upload a file the way the reference workflow's push script does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+
+from autoinfer.cli.client import console, one_line_errors
+from autoinfer.config import load_config
+from autoinfer.errors import StorageError
+from autoinfer.storage import StorageRegistry, join_uri
+
+
+def destination_uri(source: Path, dest: str, now: datetime | None = None) -> str:
+    """`images.zip` pushed to `.../incoming/` becomes `.../incoming/images-<UTC timestamp>.zip`."""
+    if not dest.endswith("/"):
+        return dest
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d_%H-%M-%S")
+    suffixes = "".join(source.suffixes[-2:]) if source.name.endswith((".tar.gz",)) else source.suffix
+    stem = source.name[: len(source.name) - len(suffixes)] if suffixes else source.name
+    return join_uri(dest, f"{stem}-{stamp}{suffixes}")
+
+
+@one_line_errors
+def push(
+    file: Path = typer.Argument(..., help="The file to upload."),
+    dest_uri: str = typer.Argument(..., help="Object URI, or a prefix ending in '/' to name it <stem>-<UTC time>."),
+    config_file: Path = typer.Option(None, "--config", "-c", help="autoinfer.yaml holding the store settings."),
+) -> None:
+    """Upload FILE to DEST_URI (a local path, file:// or s3:// URI)."""
+    if not file.is_file():
+        raise StorageError(f"{file}: no such file")
+    if config_file is None and Path("autoinfer.yaml").is_file():
+        config_file = Path("autoinfer.yaml")
+    config = load_config(config_file)
+    target = destination_uri(file, dest_uri)
+    storage = StorageRegistry(config.stores, base_dir=config.base_dir).for_uri(target)
+    info = storage.upload(file, target)
+    console.print(f"uploaded {file} ({info.size} bytes) to {target}", highlight=False)

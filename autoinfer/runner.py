@@ -1,0 +1,410 @@
+"""One job's life, wherever it runs: stage in → run → stage out, with its log and status.
+
+The runner owns a scratch folder per attempt (`<scratch>/<job id>-<attempt>/` holding `data/`,
+`model/`, `output/`), removes it when done and turns every failure into one line of reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from autoinfer.db import utcnow
+from autoinfer.errors import AutoInferError, JobFailed, JobStopped, StorageError
+from autoinfer.jobs.records import JobRecord
+from autoinfer.jobs.service import JobService
+from autoinfer.jobs.spec import JobSpec, Status, safe_file_name
+from autoinfer.storage import StorageRegistry, join_uri
+from autoinfer.storage.archives import ArchiveLimits, archive_kind, extract, make_zip
+
+GIB = 1024**3
+KILL_GRACE_S = 5.0
+
+
+class Predictors(Protocol):
+    """What the runner needs from the warm predictor pool."""
+
+    def classify(
+        self,
+        model_source: str,
+        data_dir: Path,
+        output_dir: Path,
+        *,
+        labels_uri: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> dict: ...
+
+
+@dataclass
+class Cancellation:
+    """Why a running job must end early: a stop request, its timeout, or service shutdown."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    reason: str | None = None
+    kind: str = "stop"  # "stop" | "timeout" | "shutdown"
+
+    def cancel(self, kind: str, reason: str) -> None:
+        if not self.event.is_set():
+            self.kind, self.reason = kind, reason
+            self.event.set()
+
+    @property
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+class JobLog:
+    """Buffers a job's log lines and writes them to the store in small batches."""
+
+    def __init__(self, jobs: JobService, job_id: str, redact: Callable[[str], str] = str) -> None:
+        self._jobs, self._job_id, self._redact = jobs, job_id, redact
+        self._buffer: list[tuple[datetime, str, str]] = []
+        self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
+
+    def write(self, stream: str, line: str) -> None:
+        with self._lock:
+            self._buffer.append((utcnow(), stream, self._redact(line.rstrip("\r\n"))))
+            due = len(self._buffer) >= 50 or time.monotonic() - self._last_flush > 0.2
+        if due:
+            self.flush()
+
+    def system(self, message: str) -> None:
+        self.write("system", message)
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._buffer = self._buffer, []
+            self._last_flush = time.monotonic()
+        self._jobs.append_log(self._job_id, lines)
+
+
+@dataclass
+class RunnerContext:
+    """What every runner of a service shares."""
+
+    jobs: JobService
+    storage: StorageRegistry
+    scratch_root: Path
+    predictors: Predictors | None = None
+    archive_limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    resolve_env: Callable[[str], str] = str  # turns "secret:NAME" into its value
+    redact: Callable[[str], str] = str  # hides secret values in logs
+    service_url: str | None = None
+
+
+class Runner:
+    """Runs one claimed attempt of one job to a terminal status (or hands it back)."""
+
+    def __init__(self, ctx: RunnerContext, job: JobRecord, owner: str, cancellation: Cancellation) -> None:
+        self.ctx = ctx
+        self.job = job
+        self.spec = JobSpec.model_validate(job.spec)
+        self.owner = owner
+        self.cancellation = cancellation
+        self.log = JobLog(ctx.jobs, job.id, ctx.redact)
+        self.workdir = ctx.scratch_root / f"{job.id}-{job.attempt}"
+        self.data_dir = self.workdir / "data"
+        self.model_dir = self.workdir / "model"
+        self.output_dir = self.workdir / "output"
+        self.deadline = time.monotonic() + self.spec.timeout_s
+        self._timer: threading.Timer | None = None
+
+    # --- the life of a job --------------------------------------------------------------
+
+    def run(self) -> str:
+        """Run the attempt; returns the final status ('finished', 'failed', 'stopped', 'new')."""
+        self._timer = threading.Timer(self.spec.timeout_s, self._on_timeout)
+        self._timer.daemon = True
+        self._timer.start()
+        try:
+            self.log.system(f"attempt {self.job.attempt} started on {self.owner}")
+            self._move(Status.WAITING_DOWNLOAD)
+            self._prepare_folders()
+            self._stage_in()
+            self._check_cancelled()
+            self._move(Status.RUNNING)
+            model_info = self._run_model()
+            self._check_cancelled()
+            self._move(Status.UPLOADING)
+            location = self._stage_out()
+            self.ctx.jobs.set_result(self.job.id, output_location=location, model_info=model_info)
+            self.log.system(f"results uploaded to {location}")
+            return self._end(Status.FINISHED, None)
+        except JobStopped:
+            return self._end_cancelled()
+        except AutoInferError as error:
+            if self.cancellation.is_set:
+                return self._end_cancelled()
+            return self._end(Status.FAILED, one_line(str(error)))
+        except Exception as error:  # noqa: BLE001 - a bug must fail the job, not the executor
+            if self.cancellation.is_set:
+                return self._end_cancelled()
+            return self._end(Status.FAILED, one_line(f"internal error: {type(error).__name__}: {error}"))
+        finally:
+            if self._timer:
+                self._timer.cancel()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _end_cancelled(self) -> str:
+        kind, reason = self.cancellation.kind, self.cancellation.reason or "stopped"
+        if kind == "timeout":
+            return self._end(Status.FAILED, reason)
+        if kind == "shutdown":
+            self.log.system(f"handed back: {reason}")
+            self.log.flush()
+            return "new"  # the executor releases the job for the next start
+        return self._end(Status.STOPPED, reason)
+
+    def _end(self, status: Status, reason: str | None) -> str:
+        if reason:
+            self.log.system(f"{status.value}: {reason}")
+        else:
+            self.log.system(f"{status.value}")
+        self.log.flush()
+        if status == Status.FAILED:
+            self.ctx.jobs.fail_or_retry(self.job.id, reason or "failed", owner=self.owner, backoff_s=2.0)
+        else:
+            self.ctx.jobs.transition(self.job.id, status, reason=reason, owner=self.owner)
+        return status.value
+
+    def _move(self, status: Status) -> None:
+        self._check_cancelled()
+        self.ctx.jobs.transition(self.job.id, status, owner=self.owner)
+        self.log.system(f"status: {status.value}")
+
+    def _on_timeout(self) -> None:
+        self.cancellation.cancel("timeout", f"timed out after {self.spec.timeout_s} s (timeout_s)")
+
+    def _check_cancelled(self) -> None:
+        if self.cancellation.is_set:
+            raise JobStopped(self.cancellation.reason or "stopped")
+
+    def _prepare_folders(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        for folder in (self.data_dir, self.model_dir, self.output_dir):
+            folder.mkdir(parents=True)
+
+    # --- stage in -----------------------------------------------------------------------
+
+    def _stage_in(self) -> None:
+        uri = self.spec.data.input_uri
+        self.log.system(f"downloading input {uri}")
+        self._fetch(uri, self.data_dir, what="input")
+        self.log.system(f"input ready: {count_files(self.data_dir)} file(s)")
+        self._fetch_model()
+
+    def _fetch(self, uri: str, dest: Path, *, what: str) -> None:
+        """Download `uri` into `dest`, extracting it when it is an archive."""
+        budget = self.spec.resources.disk_size * GIB
+        download_dir = self.workdir / f"download-{what}"
+        download_dir.mkdir()
+        storage = self.ctx.storage.for_uri(uri)
+        fetched = storage.download(uri, download_dir)
+        used = tree_size(download_dir)
+        if used > budget:
+            raise JobFailed(
+                f"{what} {uri} is {used / GIB:.2f} GiB, more than the job's disk_size of "
+                f"{self.spec.resources.disk_size} GiB"
+            )
+        if fetched.is_file() and archive_kind(fetched):
+            extract(fetched, dest, self.ctx.archive_limits, budget_bytes=budget - used)
+            fetched.unlink()
+        elif fetched.is_file():
+            shutil.move(fetched, dest / fetched.name)
+        else:
+            for child in fetched.iterdir():
+                shutil.move(child, dest / child.name)
+        shutil.rmtree(download_dir, ignore_errors=True)
+
+    def _fetch_model(self) -> None:
+        model = self.spec.model
+        if model.source_type == "builtin":
+            self.log.system(f"model: built-in {model.source_uri}")
+            return
+        self.log.system(f"fetching model ({model.source_type}) {model.source_uri}")
+        if model.source_type == "local":
+            source = Path(model.source_uri.removeprefix("file://")).expanduser()
+            if not source.is_dir():
+                raise JobFailed(f"model {model.source_uri}: no such folder")
+            shutil.rmtree(self.model_dir)
+            shutil.copytree(source, self.model_dir, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        elif model.source_type == "git":
+            self._git_clone(model.source_uri)
+        else:
+            self._fetch(model.source_uri, self.model_dir, what="model")
+
+    def _git_clone(self, url: str) -> None:
+        shutil.rmtree(self.model_dir)
+        command = ["git", "clone", "--depth", "1", "--quiet", url, str(self.model_dir)]
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+        try:
+            result = subprocess.run(
+                command, capture_output=True, text=True, env=env, timeout=self._remaining(), check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise JobFailed(f"model {url}: git clone did not finish before the job's timeout") from None
+        if result.returncode != 0:
+            detail = one_line(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "")
+            raise JobFailed(f"model {url}: git clone failed: {detail or f'exit code {result.returncode}'}")
+
+    # --- run ----------------------------------------------------------------------------
+
+    def _run_model(self) -> dict | None:
+        if self.spec.model.source_type == "builtin" and not self.spec.workers:
+            return self._run_builtin()
+        for command in self.spec.workers:
+            self._run_command(command)
+        return {"source_type": self.spec.model.source_type, "source_uri": self.spec.model.source_uri}
+
+    def _run_builtin(self) -> dict:
+        if self.ctx.predictors is None:
+            raise JobFailed("built-in models are not available in this executor")
+        total_seen = [0]
+
+        def progress(done: int, total: int) -> None:
+            if total_seen[0] != total or done == total or done % 8 == 0:
+                self.ctx.jobs.set_progress(self.job.id, done, total)
+            total_seen[0] = total
+
+        manifest = self.ctx.predictors.classify(
+            self.spec.model.source_uri,
+            self.data_dir,
+            self.output_dir,
+            labels_uri=self.spec.model.labels_uri,
+            progress=progress,
+            cancelled=self.cancellation.event,
+        )
+        images, errors = manifest.get("images", 0), manifest.get("errors", 0)
+        self.log.system(f"classified {images} image(s), {errors} could not be decoded")
+        return manifest.get("model", manifest)
+
+    def job_environment(self) -> dict[str, str]:
+        """The process environment of a worker command (DESIGN.md's job environment)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOINFER_", "TRAINML_"))}
+        paths = {
+            "DATA_PATH": str(self.data_dir),
+            "OUTPUT_PATH": str(self.output_dir),
+            "MODEL_PATH": str(self.model_dir),
+        }
+        for name, value in paths.items():
+            env[f"AUTOINFER_{name}"] = value
+            env[f"TRAINML_{name}"] = value
+        env["AUTOINFER_JOB_ID"] = self.job.id
+        env["AUTOINFER_JOB_NAME"] = self.job.name
+        env["PYTHONUNBUFFERED"] = "1"
+        # `python` in a worker command means the interpreter autoinfer runs on.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        for variable in self.spec.environment.env:
+            env[variable.key] = self.ctx.resolve_env(variable.value)
+        for name in self.spec.environment.secrets:
+            env[name] = self.ctx.resolve_env(f"secret:{name}")
+        return env
+
+    def _run_command(self, command: str) -> None:
+        self.log.system(f"$ {command}")
+        process = subprocess.Popen(
+            command,
+            shell=True,
+            cwd=self.model_dir,
+            env=self.job_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group, so stop kills the whole tree
+        )
+        readers = [
+            threading.Thread(target=self._pump, args=(process.stdout, "stdout"), daemon=True),
+            threading.Thread(target=self._pump, args=(process.stderr, "stderr"), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
+        while process.poll() is None:
+            if self.cancellation.event.wait(0.1):
+                kill_process_group(process)
+                break
+        for reader in readers:
+            reader.join(timeout=5)
+        self.log.flush()
+        self._check_cancelled()
+        if process.returncode != 0:
+            raise JobFailed(f"worker command '{command}' exited with code {process.returncode}"
+                            + self._last_error_line())
+
+    def _pump(self, pipe, stream: str) -> None:  # type: ignore[no-untyped-def]
+        for raw in iter(pipe.readline, b""):
+            line = raw.decode("utf-8", errors="replace")
+            self.log.write(stream, line)
+            if stream == "stderr":
+                self._last_stderr = line.strip() or getattr(self, "_last_stderr", "")
+        pipe.close()
+
+    def _last_error_line(self) -> str:
+        last = getattr(self, "_last_stderr", "")
+        return f": {one_line(last)}" if last else ""
+
+    def _remaining(self) -> float:
+        return max(1.0, self.deadline - time.monotonic())
+
+    # --- stage out ----------------------------------------------------------------------
+
+    def _stage_out(self) -> str:
+        data = self.spec.data
+        storage = self.ctx.storage.for_uri(data.output_uri)
+        if not storage.writable:
+            raise StorageError(f"{data.output_uri}: this storage cannot be written to")
+        name = safe_file_name(self.spec.name)
+        if data.output_options.archive:
+            archive = make_zip(self.output_dir, self.workdir / f"{name}.zip")
+            target = join_uri(data.output_uri, archive.name)
+            self.log.system(f"uploading {archive.name} ({archive.stat().st_size} bytes) to {target}")
+            storage.upload(archive, target)
+            return target
+        target = join_uri(data.output_uri, name)
+        uploaded = storage.upload_tree(self.output_dir, target)
+        self.log.system(f"uploaded {len(uploaded)} file(s) to {target}/")
+        return target + "/"
+
+
+def kill_process_group(process: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """SIGTERM the process group, then SIGKILL what is left after a grace period."""
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            # The leader is gone; make sure no child in its group survives it.
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """Collapse text into a single line of at most `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def tree_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def count_files(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file())

@@ -1,0 +1,143 @@
+"""The whole service in one process: store, storage, executor, event pipeline and API state."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from autoinfer.api.auth import constant_time_equal
+from autoinfer.config import Config
+from autoinfer.db import Database, default_url
+from autoinfer.errors import ConfigError
+from autoinfer.executors import Executor, LocalExecutor
+from autoinfer.jobs.records import JobRecord
+from autoinfer.jobs.service import JobService, deterministic_job_id
+from autoinfer.jobs.spec import JobSpec
+from autoinfer.runner import RunnerContext
+from autoinfer.storage import StorageRegistry
+
+log = logging.getLogger("autoinfer.service")
+
+
+class AutoInferService:
+    """Wires the parts of DESIGN.md's architecture together for `autoinfer serve` and tests."""
+
+    def __init__(self, config: Config, *, insecure: bool | None = None) -> None:
+        self.config = config
+        self.insecure = config.insecure if insecure is None else insecure
+        self.data_dir = config.data_path
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(config.database_url or default_url(self.data_dir))
+        self.jobs = JobService(self.db)
+        self.storage = StorageRegistry(config.stores, base_dir=config.base_dir)
+        self.api_key = self._load_api_key()
+        self.url: str | None = None  # set once the HTTP server is listening
+        self._predictors = None
+        self.runner_context = RunnerContext(
+            jobs=self.jobs,
+            storage=self.storage,
+            scratch_root=self.data_dir / "scratch",
+            predictors=self,  # the pool starts lazily on the first built-in job
+            resolve_env=self.resolve_secret,
+        )
+        self.executor: Executor = self._make_executor()
+        from autoinfer.pipeline import EventPipeline
+
+        self.pipeline = EventPipeline(config, self.db, self.jobs, self.storage, on_jobs_created=self.executor.wake)
+        self._started = False
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.runner_context.scratch_root.mkdir(parents=True, exist_ok=True)
+        self.executor.start()
+        self.pipeline.start()
+        log.info("autoinfer service started (data in %s)", self.data_dir)
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        if not self._started:
+            return
+        self._started = False
+        self.pipeline.stop()
+        self.executor.stop(grace_s)
+        if self._predictors is not None:
+            self._predictors.close()
+        self.db.dispose()
+
+    def _make_executor(self) -> Executor:
+        settings = self.config.executor
+        if settings.type == "ray":
+            from autoinfer.executors.ray import RayExecutor  # optional extra
+
+            return RayExecutor(self.runner_context, settings)
+        return LocalExecutor(self.runner_context, max_jobs=settings.max_jobs, lease_s=settings.lease_s)
+
+    # --- predictors (the warm pool, created on first use) -------------------------------
+
+    @property
+    def predictors(self):  # type: ignore[no-untyped-def]
+        if self._predictors is None:
+            from autoinfer.predictors.pool import PredictorPool
+
+            self._predictors = PredictorPool(self.config.cache_path)
+        return self._predictors
+
+    def classify(self, *args, **kwargs) -> dict:  # type: ignore[no-untyped-def]
+        return self.predictors.classify(*args, **kwargs)
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    def create_job(self, spec: JobSpec, *, idempotency_key: str | None = None, source: str = "api") -> tuple[JobRecord, bool]:
+        job_id = deterministic_job_id("api", idempotency_key) if idempotency_key else None
+        job, created = self.jobs.create(spec, job_id=job_id, source=source)
+        if created:
+            self.executor.wake()
+        return job, created
+
+    def stop_job(self, job_id: str) -> JobRecord:
+        job = self.jobs.request_stop(job_id)
+        if not job.terminal:
+            self.executor.cancel(job_id)
+        return job
+
+    def retry_job(self, job_id: str) -> JobRecord:
+        job = self.jobs.retry(job_id)
+        self.executor.wake()
+        return job
+
+    # --- keys and secrets ---------------------------------------------------------------
+
+    def _load_api_key(self) -> str | None:
+        configured = os.environ.get("AUTOINFER_API_KEY") or self.config.api_key
+        if configured:
+            return self.resolve_secret(configured)
+        key_file = self.data_dir / "api_key"
+        if key_file.exists():
+            return key_file.read_text().strip()
+        key = "ai_" + secrets.token_urlsafe(32)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        return key
+
+    @property
+    def api_key_file(self) -> Path:
+        return self.data_dir / "api_key"
+
+    def check_api_key(self, token: str) -> bool:
+        return self.api_key is not None and constant_time_equal(token, self.api_key)
+
+    def resolve_secret(self, value: str) -> str:
+        """Resolve `secret:NAME` references; other values are returned as they are."""
+        if not value.startswith("secret:"):
+            return value
+        name = value.removeprefix("secret:")
+        env_name = "AUTOINFER_SECRET_" + name.upper().replace("-", "_")
+        if env_name in os.environ:
+            return os.environ[env_name]
+        raise ConfigError(f"secret {name!r} is not set (set {env_name})")

@@ -1,0 +1,105 @@
+"""Shared fixtures: real services on loopback, real SQLite files, the seed data."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from autoinfer.config import Config, ExecutorConfig
+
+DATA = Path(__file__).parent / "data"
+SEED_ZIP = DATA / "images.zip"
+EXAMPLE_EVENT = DATA / "example_event.json"
+# The true ImageNet class of each seed image, by WordNet id.
+SEED_TRUTH = {
+    "ILSVRC2012_val_00002399.JPEG": ("n04371774", "swing"),
+    "ILSVRC2012_val_00005054.JPEG": ("n02087394", "Rhodesian ridgeback"),
+    "ILSVRC2012_val_00012512.JPEG": ("n03337140", "file cabinet"),
+    "ILSVRC2012_val_00022914.JPEG": ("n09421951", "sandbar"),
+    "ILSVRC2012_val_00028089.JPEG": ("n02088632", "bluetick"),
+}
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One model cache for the whole session, so the ONNX export happens once."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture
+def seed_zip() -> Path:
+    return SEED_ZIP
+
+
+@pytest.fixture
+def seed_images(tmp_path: Path) -> Path:
+    folder = tmp_path / "seed-images"
+    with zipfile.ZipFile(SEED_ZIP) as archive:
+        archive.extractall(folder)
+    return folder
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, model_cache: Path) -> Callable[..., Config]:
+    def make(**overrides: object) -> Config:
+        values: dict[str, object] = {
+            "data_dir": tmp_path / "service",
+            "cache_dir": model_cache,
+            "executor": ExecutorConfig(max_jobs=2, lease_s=5),
+        }
+        values.update(overrides)
+        return Config(**values)  # type: ignore[arg-type]
+
+    return make
+
+
+class RunningService:
+    """A real service with its API on a free loopback port, and clients for it."""
+
+    def __init__(self, service, server) -> None:  # type: ignore[no-untyped-def]
+        self.service = service
+        self.server = server
+        self.url = server.url
+        self.key = service.api_key
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def client(self):  # type: ignore[no-untyped-def]
+        from autoinfer.sdk import SyncAutoInfer
+
+        return SyncAutoInfer(self.url, self.key)
+
+    def cli_env(self) -> dict[str, str]:
+        return {**os.environ, "AUTOINFER_URL": self.url, "AUTOINFER_KEY": self.key or ""}
+
+
+@pytest.fixture
+def start_service(make_config: Callable[..., Config]) -> Iterator[Callable[..., RunningService]]:
+    from autoinfer.api.server import BackgroundServer
+    from autoinfer.service import AutoInferService
+
+    running: list[BackgroundServer] = []
+
+    def start(config: Config | None = None, **overrides: object) -> RunningService:
+        config = config or make_config(**overrides)
+        service = AutoInferService(config)
+        server = BackgroundServer(service)
+        server.start()
+        running.append(server)
+        return RunningService(service, server)
+
+    yield start
+    for server in reversed(running):
+        server.stop()
+
+
+@pytest.fixture
+def api(start_service: Callable[..., RunningService]) -> RunningService:
+    """A service with default settings (no sources, no triggers)."""
+    return start_service()
