@@ -13,7 +13,6 @@ from autoinfer.errors import SpecError
 # Any printable name (trainML's examples use "Inference s3://bucket/key"); files made from it
 # go through `safe_file_name`.
 JOB_NAME_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
 
 class Status(StrEnum):

@@ -1,0 +1,540 @@
+"""Safe extraction of input archives (.zip, .tar, .tar.gz, .tgz) and deterministic output zips.
+
+Archives come from whoever can write to a bucket, so extraction trusts nothing in them: every
+entry's path, type and size is checked before it is written, the bytes actually written are
+counted, and a refused archive leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import re
+import stat
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Literal
+
+from autoinfer.errors import ArchiveError, ConfigError
+
+ArchiveKind = Literal["zip", "tar"]
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+CHUNK_SIZE = 1024 * KiB
+
+#: Suffixes that mark an archive, longest first; matched case-insensitively.
+ARCHIVE_SUFFIXES: tuple[tuple[str, ArchiveKind], ...] = (
+    (".tar.gz", "tar"),
+    (".tgz", "tar"),
+    (".tar", "tar"),
+    (".zip", "zip"),
+)
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+#: Output zips carry this timestamp on every entry, so equal outputs give equal bytes.
+FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_SEPARATORS = re.compile(r"[\\/]")
+
+
+def kind_by_name(name: str) -> ArchiveKind | None:
+    """`zip`/`tar` when the name ends in .zip, .tar, .tar.gz or .tgz (any case), else None."""
+    lower = name.lower()
+    for suffix, kind in ARCHIVE_SUFFIXES:
+        if lower.endswith(suffix):
+            return kind
+    return None
+
+
+def archive_kind(path: Path) -> ArchiveKind | None:
+    """What `path` holds: by its suffix, corrected by its magic bytes when the file exists.
+
+    A file with another extension (`.jpg`, `.docx`) is never an archive; a file with no
+    extension at all (e.g. an HTTP download named `download`) is recognised by its content.
+    """
+    by_name = kind_by_name(path.name)
+    if by_name is None and path.suffix:
+        return None
+    try:
+        by_magic = sniff(path) if path.is_file() else None
+    except OSError:
+        by_magic = None  # unreadable: extraction, if attempted, reports the real error
+    return by_magic or by_name
+
+
+def sniff(path: Path) -> ArchiveKind | None:
+    """`zip`/`tar` from the first bytes of the file (gzip-compressed tars included)."""
+    with path.open("rb") as file:
+        head = file.read(512)
+    if head[:4] in ZIP_MAGICS:
+        return "zip"
+    if _is_tar_header(head):
+        return "tar"
+    if head[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(path, "rb") as unzipped:
+                inner = unzipped.read(512)
+        except (OSError, EOFError, zlib.error):
+            return None
+        if _is_tar_header(inner):
+            return "tar"
+    return None
+
+
+def _is_tar_header(block: bytes) -> bool:
+    return block[257:262] == b"ustar"
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """What an input archive may unpack to; refusals are ArchiveErrors.
+
+    `max_ratio` (uncompressed / compressed) is checked per zip entry and over the whole
+    archive, for whatever unpacks to more than `ratio_floor_bytes` (tiny files of repeated
+    bytes legitimately compress very well). `nested`: an archive inside the archive is
+    refused (`reject`) or extracted as a plain file (`keep`).
+    """
+
+    max_total_bytes: int = 10 * GiB
+    max_entries: int = 100_000
+    max_ratio: float = 250.0
+    nested: Literal["reject", "keep"] = "reject"
+    ratio_floor_bytes: int = 1 * MiB
+
+    def __post_init__(self) -> None:
+        if self.max_total_bytes <= 0 or self.max_entries <= 0 or self.max_ratio <= 1:
+            raise ConfigError(f"{self}: limits must be positive (max_ratio above 1)")
+        if self.nested not in ("reject", "keep"):
+            raise ConfigError(f"{self}: nested must be 'reject' or 'keep'")
+
+
+def extract(
+    archive: Path, dest: Path, limits: ArchiveLimits, *, budget_bytes: int | None = None
+) -> list[Path]:
+    """Unpack `archive` into `dest` and return the files written, in archive order.
+
+    `budget_bytes` (the job's disk_size) lowers `limits.max_total_bytes`. Nothing is ever
+    written outside `dest`; links, devices, traversal, bombs, lying sizes and (by default)
+    nested archives raise ArchiveError naming the archive and the entry, after removing
+    whatever had been extracted. macOS junk (`__MACOSX/`, `.DS_Store`, `._*`) is skipped.
+    """
+    kind = archive_kind(archive)
+    if kind is None:
+        raise ArchiveError(f"{archive.name}: not an archive (.zip, .tar, .tar.gz or .tgz)")
+    extraction = _Extraction(archive, dest, limits, budget_bytes)
+    try:
+        if kind == "zip":
+            extraction.run_zip()
+        else:
+            extraction.run_tar()
+    except BaseException:
+        extraction.undo()
+        raise
+    return extraction.written
+
+
+class _Extraction:
+    """One extraction: checks entries, writes them counting bytes, undoes itself on failure."""
+
+    def __init__(
+        self, archive: Path, dest: Path, limits: ArchiveLimits, budget_bytes: int | None
+    ) -> None:
+        self.archive = archive
+        self.name = archive.name
+        self.dest = Path(os.path.abspath(dest))
+        self.limits = limits
+        self.budget_bytes = budget_bytes
+        self.cap = limits.max_total_bytes
+        if budget_bytes is not None:
+            self.cap = min(self.cap, budget_bytes)
+        self.written: list[Path] = []
+        self._written_set: set[Path] = set()
+        self._created_dirs: list[Path] = []
+        self._opened_files: list[Path] = []
+        self._bytes_written = 0
+        self._real_dest: Path | None = None
+        try:
+            self.archive_size = archive.stat().st_size
+        except OSError as error:
+            raise ArchiveError(f"{self.name}: cannot read: {error.strerror or error}") from None
+
+    # -- zip ----------------------------------------------------------------------------
+
+    def run_zip(self) -> None:
+        try:
+            with zipfile.ZipFile(self.archive) as zf:
+                plan = self._check_zip(zf.infolist())
+                self._prepare_dest()
+                for info, relative in plan:
+                    if info.is_dir():
+                        self._make_dirs(self.dest / relative)
+                        continue
+                    executable = bool((info.external_attr >> 16) & stat.S_IXUSR)
+                    with self._zip_reading(info.filename), zf.open(info) as source:
+                        self._write_file(
+                            info.filename, relative, source, info.file_size, executable
+                        )
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as error:
+            raise ArchiveError(
+                f"{self.name}: not a valid zip archive: {_one_line(error)}"
+            ) from None
+        except OSError as error:
+            raise ArchiveError(
+                f"{self.name}: not a valid zip archive: {_one_line(error)}"
+            ) from None
+
+    @contextlib.contextmanager
+    def _zip_reading(self, entry: str) -> Iterator[None]:
+        try:
+            yield
+        except zipfile.BadZipFile as error:
+            if "CRC" in str(error):
+                raise ArchiveError(
+                    f"{self.name}: entry '{entry}' does not match its header (bad CRC-32: "
+                    "the entry is corrupt or its declared size is a lie)"
+                ) from None
+            raise ArchiveError(f"{self.name}: entry '{entry}' is corrupt: {error}") from None
+        except NotImplementedError as error:
+            raise ArchiveError(f"{self.name}: entry '{entry}': {error}") from None
+        except (zlib.error, EOFError) as error:
+            raise ArchiveError(f"{self.name}: entry '{entry}' is corrupt: {error}") from None
+
+    def _check_zip(
+        self, infos: list[zipfile.ZipInfo]
+    ) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+        """Every refusal a zip can earn from its central directory, before anything is written."""
+        if len(infos) > self.limits.max_entries:
+            self._too_many(len(infos))
+        plan = []
+        total = 0
+        for info in infos:
+            entry = info.filename
+            relative = self._safe_relative(entry)
+            file_type = stat.S_IFMT(info.external_attr >> 16)  # 0 when the tool wrote none
+            if info.create_system == 3 and file_type:
+                if file_type == stat.S_IFLNK:
+                    raise ArchiveError(f"{self.name}: entry '{entry}' is a symbolic link; refused")
+                if file_type not in (stat.S_IFREG, stat.S_IFDIR):
+                    raise ArchiveError(f"{self.name}: entry '{entry}' is a special file; refused")
+            if relative is None or _is_junk(relative):
+                continue
+            if info.is_dir():
+                plan.append((info, relative))
+                continue
+            if info.flag_bits & 0x1:
+                raise ArchiveError(f"{self.name}: entry '{entry}' is encrypted; refused")
+            self._check_nested(entry, relative)
+            if info.file_size > self.limits.ratio_floor_bytes:
+                ratio = info.file_size / max(info.compress_size, 1)
+                if ratio > self.limits.max_ratio:
+                    raise ArchiveError(
+                        f"{self.name}: entry '{entry}' expands {ratio:.0f}:1 (limit "
+                        f"{self.limits.max_ratio:g}:1); refusing a likely zip bomb"
+                    )
+            total += info.file_size
+            plan.append((info, relative))
+        self._check_total(total, exact=True)
+        return plan
+
+    # -- tar ----------------------------------------------------------------------------
+
+    def run_tar(self) -> None:
+        try:
+            with tarfile.open(self.archive, _tar_read_mode(self.archive)) as tar:
+                self._prepare_dest()
+                count = 0
+                total = 0
+                for member in tar:
+                    count += 1
+                    if count > self.limits.max_entries:
+                        self._too_many(count, at_least=True)
+                    relative = self._check_tar_member(member)
+                    if relative is None or _is_junk(relative):
+                        continue
+                    if member.isdir():
+                        self._make_dirs(self.dest / relative)
+                        continue
+                    self._check_nested(member.name, relative)
+                    total += member.size
+                    self._check_total(total, exact=False)
+                    source = tar.extractfile(member)
+                    if source is None:  # pragma: no cover - regular files always have data
+                        raise ArchiveError(f"{self.name}: entry '{member.name}' has no data")
+                    with source:
+                        executable = bool(member.mode & stat.S_IXUSR)
+                        self._write_file(member.name, relative, source, member.size, executable)
+        except (tarfile.TarError, zlib.error, EOFError) as error:
+            raise ArchiveError(
+                f"{self.name}: not a valid tar archive: {_one_line(error)}"
+            ) from None
+        except OSError as error:  # gzip.BadGzipFile, truncated streams
+            raise ArchiveError(
+                f"{self.name}: not a valid tar archive: {_one_line(error)}"
+            ) from None
+
+    def _check_tar_member(self, member: tarfile.TarInfo) -> PurePosixPath | None:
+        entry = member.name
+        relative = self._safe_relative(entry)
+        if member.issym():
+            raise ArchiveError(
+                f"{self.name}: entry '{entry}' is a symbolic link (to '{member.linkname}'); refused"
+            )
+        if member.islnk():
+            raise ArchiveError(
+                f"{self.name}: entry '{entry}' is a hard link (to '{member.linkname}'); refused"
+            )
+        if not (member.isreg() or member.isdir()):
+            raise ArchiveError(f"{self.name}: entry '{entry}' is a device or special file; refused")
+        try:
+            tarfile.data_filter(member, str(self.dest))
+        except tarfile.FilterError as error:
+            raise ArchiveError(f"{self.name}: entry '{entry}' refused: {error}") from None
+        return relative
+
+    # -- checks shared by both formats ------------------------------------------------------
+
+    def _safe_relative(self, entry: str) -> PurePosixPath | None:
+        """The entry's path below dest; None for an entry that names no path (`./`)."""
+        if "\x00" in entry:
+            raise ArchiveError(f"{self.name}: entry {entry!r} has a NUL character in its name")
+        if entry.startswith(("/", "\\")) or _DRIVE.match(entry):
+            raise ArchiveError(f"{self.name}: entry '{entry}' has an absolute path; refused")
+        parts = [part for part in _SEPARATORS.split(entry) if part not in ("", ".")]
+        if ".." in parts:
+            raise ArchiveError(
+                f"{self.name}: entry '{entry}' has '..' in its path; refused (it would be "
+                "written outside the destination)"
+            )
+        return PurePosixPath(*parts) if parts else None
+
+    def _check_nested(self, entry: str, relative: PurePosixPath) -> None:
+        if self.limits.nested == "reject" and kind_by_name(relative.name):
+            raise ArchiveError(
+                f"{self.name}: nested archive '{entry}' is not extracted; put its files in "
+                "the outer archive, or allow nested archives to keep them as plain files"
+            )
+
+    def _too_many(self, count: int, at_least: bool = False) -> None:
+        held = f"more than {self.limits.max_entries}" if at_least else str(count)
+        raise ArchiveError(
+            f"{self.name}: holds {held} entries (limit {self.limits.max_entries}); refused"
+        )
+
+    def _check_total(self, total: int, exact: bool) -> None:
+        size = _human(total) if exact else f"at least {_human(total)}"
+        if total > self.cap:
+            if self.budget_bytes is not None and self.budget_bytes < self.limits.max_total_bytes:
+                raise ArchiveError(
+                    f"{self.name}: unpacks to {size}, which exceeds the job's disk_size "
+                    f"({_human(self.budget_bytes)})"
+                )
+            raise ArchiveError(
+                f"{self.name}: unpacks to {size}, above the extraction limit of "
+                f"{_human(self.limits.max_total_bytes)}"
+            )
+        if total > self.limits.ratio_floor_bytes:
+            ratio = total / max(self.archive_size, 1)
+            if ratio > self.limits.max_ratio:
+                raise ArchiveError(
+                    f"{self.name}: expands {ratio:.0f}:1 overall (limit "
+                    f"{self.limits.max_ratio:g}:1); refusing a likely decompression bomb"
+                )
+
+    # -- writing, and undoing it --------------------------------------------------------------
+
+    def _prepare_dest(self) -> None:
+        self._make_dirs(self.dest)
+        self._real_dest = self.dest.resolve()
+
+    def _make_dirs(self, folder: Path) -> None:
+        missing = []
+        current = folder
+        while not current.is_dir():
+            missing.append(current)
+            if current.parent == current:
+                break
+            current = current.parent
+        for path in reversed(missing):
+            try:
+                path.mkdir()
+            except OSError as error:
+                raise ArchiveError(
+                    f"{self.name}: cannot create the folder {path}: {error.strerror or error}"
+                ) from None
+            self._created_dirs.append(path)
+        self._check_inside(folder)
+
+    def _check_inside(self, path: Path) -> None:
+        # A folder that already existed in dest could be a link pointing elsewhere.
+        if self._real_dest is not None and not path.resolve().is_relative_to(self._real_dest):
+            raise ArchiveError(f"{self.name}: {path} resolves outside {self.dest}; refused")
+
+    def _write_file(
+        self,
+        entry: str,
+        relative: PurePosixPath,
+        source: IO[bytes],
+        declared: int,
+        executable: bool,
+    ) -> None:
+        target = self.dest / relative
+        self._make_dirs(target.parent)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(target, flags, 0o755 if executable else 0o644)
+        except OSError as error:
+            raise ArchiveError(
+                f"{self.name}: cannot write entry '{entry}': {error.strerror or error}"
+            ) from None
+        self._opened_files.append(target)
+        count = 0
+        with open(fd, "wb") as out:
+            while chunk := source.read(CHUNK_SIZE):
+                count += len(chunk)
+                if count > declared:
+                    raise ArchiveError(
+                        f"{self.name}: entry '{entry}' holds more data than its header declares "
+                        f"({declared} bytes); refused"
+                    )
+                if self._bytes_written + count > self.cap:
+                    self._check_total(self._bytes_written + count, exact=False)
+                try:
+                    out.write(chunk)
+                except OSError as error:
+                    raise ArchiveError(
+                        f"{self.name}: cannot write entry '{entry}': {error.strerror or error}"
+                    ) from None
+        if count != declared:
+            raise ArchiveError(
+                f"{self.name}: entry '{entry}' holds {count} bytes but its header declares "
+                f"{declared}; the archive is truncated or corrupt"
+            )
+        self._bytes_written += count
+        if target not in self._written_set:
+            self._written_set.add(target)
+            self.written.append(target)
+
+    def undo(self) -> None:
+        """Remove every file this extraction wrote and every folder it created."""
+        for path in self._opened_files:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        for folder in reversed(self._created_dirs):
+            # a folder that is not empty holds something this extraction did not write
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _tar_read_mode(archive: Path) -> Literal["r:gz", "r:bz2", "r:xz", "r:"]:
+    """The tarfile mode for the archive's compression, so a failure names one reason."""
+    with archive.open("rb") as file:
+        head = file.read(6)
+    if head.startswith(b"\x1f\x8b"):
+        return "r:gz"
+    if head.startswith(b"BZh"):
+        return "r:bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "r:xz"
+    return "r:"
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _is_junk(relative: PurePosixPath) -> bool:
+    """macOS metadata that zip tools on a Mac add: no one's data."""
+    name = relative.name
+    return "__MACOSX" in relative.parts or name == ".DS_Store" or name.startswith("._")
+
+
+def _human(size: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def make_zip(folder: Path, zip_path: Path) -> Path:
+    """Zip every file below `folder` (relative paths, sorted, deflated) into `zip_path`.
+
+    Entries carry a fixed timestamp and mode, so the same files give the same bytes and a
+    re-upload is idempotent. Written to a temp file and renamed, never half-written. Links
+    to files inside `folder` are stored as those files; any other link is an ArchiveError.
+    """
+    if not folder.is_dir():
+        raise ArchiveError(f"{folder}: no such folder to zip")
+    files = _output_files(folder, exclude=zip_path)
+    try:
+        zip_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=zip_path.parent, prefix=".autoinfer-zip-")
+    except OSError as error:
+        raise ArchiveError(f"{zip_path}: cannot write: {error.strerror or error}") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for path, relative in files:
+                info = zipfile.ZipInfo(relative, date_time=FIXED_DATE_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.create_system = 3
+                info.external_attr = (stat.S_IFREG | 0o644) << 16
+                info.file_size = path.stat().st_size
+                force_zip64 = info.file_size > zipfile.ZIP64_LIMIT
+                with path.open("rb") as source, zf.open(info, "w", force_zip64=force_zip64) as out:
+                    while chunk := source.read(CHUNK_SIZE):
+                        out.write(chunk)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, zip_path)
+    except OSError as error:
+        raise ArchiveError(f"{zip_path}: cannot write: {error.strerror or error}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return zip_path
+
+
+def _output_files(folder: Path, exclude: Path) -> list[tuple[Path, str]]:
+    """(path, relative posix path) of every file to zip, sorted by relative path."""
+    real_folder = folder.resolve()
+    excluded = exclude.resolve() if exclude.exists() else Path(os.path.abspath(exclude))
+    found: list[tuple[Path, str]] = []
+
+    def fail(error: OSError) -> None:
+        raise ArchiveError(f"{folder}: cannot read: {error.strerror or error}")
+
+    for current, dirs, names in os.walk(folder, onerror=fail):
+        base = Path(current)
+        for name in dirs:
+            if (base / name).is_symlink():
+                raise ArchiveError(
+                    f"{folder}: '{(base / name).relative_to(folder)}' is a link to a folder; "
+                    "outputs must be plain files"
+                )
+        for name in names:
+            path = base / name
+            relative = path.relative_to(folder).as_posix()
+            if name.startswith(".autoinfer-zip-") or path.resolve() == excluded:
+                continue
+            if path.is_symlink():
+                real = path.resolve()
+                if not real.is_relative_to(real_folder) or not real.is_file():
+                    raise ArchiveError(
+                        f"{folder}: '{relative}' is a link to something outside the output "
+                        "folder (or to nothing); outputs must be plain files"
+                    )
+            elif not path.is_file():
+                raise ArchiveError(f"{folder}: '{relative}' is not a regular file")
+            found.append((path, relative))
+    return sorted(found, key=lambda item: item[1])

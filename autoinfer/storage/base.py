@@ -1,0 +1,83 @@
+"""The storage interface every backend implements (local/file://, http(s)://, s3://)."""
+
+from __future__ import annotations
+
+import builtins
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote
+
+from autoinfer.errors import StorageError
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object (file) in a store."""
+
+    uri: str  # the object's full URI in its backend's scheme
+    key: str  # its path relative to the listed URI (for `list`) or its bucket key (for `stat`)
+    size: int
+    etag: str | None = None  # S3's ETag; the local store uses the content's MD5, like S3 does
+    modified: datetime | None = None
+    version_id: str | None = None
+
+
+class Storage(ABC):
+    """One interface over URIs. Backends raise StorageError naming the URI and the reason."""
+
+    #: URI schemes this backend serves, e.g. ("s3",) or ("file", "").
+    schemes: tuple[str, ...] = ()
+    #: Whether `upload` is supported (http is input-only).
+    writable: bool = True
+
+    @abstractmethod
+    def stat(self, uri: str) -> ObjectInfo:
+        """The object at `uri`; StorageError if there is none."""
+
+    @abstractmethod
+    def list(self, uri: str) -> Iterator[ObjectInfo]:
+        """Every object below the prefix/folder `uri`, recursively, paginated lazily."""
+
+    @abstractmethod
+    def download(self, uri: str, dest: Path) -> Path:
+        """Fetch `uri` into the folder `dest`.
+
+        A single object lands as `dest/<its base name>` and that file's path is returned. A
+        prefix/folder lands with its relative paths kept below `dest`, and `dest` is returned.
+        StorageError when nothing exists at `uri`. Streams; never holds a whole object in memory.
+        """
+
+    @abstractmethod
+    def upload(self, src: Path, uri: str) -> ObjectInfo:
+        """Write the file `src` as the object `uri`, replacing it whole (never half-written)."""
+
+    def upload_tree(self, src_dir: Path, uri_prefix: str) -> builtins.list[str]:
+        """Upload every file below `src_dir` under `uri_prefix`, keeping relative paths."""
+        uploaded = []
+        for path in sorted(p for p in src_dir.rglob("*") if p.is_file()):
+            target = join_uri(uri_prefix, path.relative_to(src_dir).as_posix())
+            self.upload(path, target)
+            uploaded.append(target)
+        return uploaded
+
+    def exists(self, uri: str) -> bool:
+        """Whether `stat(uri)` finds an object (a folder or prefix is not one)."""
+        try:
+            self.stat(uri)
+        except StorageError:
+            return False
+        return True
+
+
+def join_uri(prefix: str, name: str) -> str:
+    """`join_uri("s3://b/processed", "x.zip")` → `s3://b/processed/x.zip`.
+
+    `name` is a plain relative path; below a `file://` prefix it is percent-encoded, as file
+    URIs are (`my file.zip` → `my%20file.zip`), so that decoding gives the name back.
+    """
+    if prefix[:5].lower() == "file:":
+        name = quote(name)
+    return prefix.rstrip("/") + "/" + name.lstrip("/")

@@ -1,0 +1,386 @@
+"""Local files: plain paths and file:// URIs (`LocalStorage`), and the bucket-style store (`LocalStore`).
+
+A `LocalStore` is a folder whose sub-folders are buckets and whose files below them are
+objects (`<root>/data/incoming/x.zip` is the object `incoming/x.zip` in the bucket `data`),
+so that the whole workflow runs on a laptop with no cloud. It refuses every path that would
+leave its root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat as stat_mode
+import tempfile
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote
+
+from autoinfer.errors import StorageError
+from autoinfer.storage.base import ObjectInfo, Storage
+
+CHUNK_SIZE = 1024 * 1024
+#: Uploads are written under this prefix in the target folder, then renamed into place;
+#: listings skip such files so nobody sees a half-written object.
+TEMP_PREFIX = ".autoinfer-upload-"
+
+_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def path_from_uri(uri: str, base_dir: Path | None = None) -> Path:
+    """The local path named by a plain path or a `file://` URI (percent-decoded).
+
+    Relative paths are taken from `base_dir` (default: the working folder). The result is
+    absolute and lexically normalised (`a/../b` → `b`), so what is checked is what is opened.
+    """
+    raw = uri
+    if uri[:5].lower() == "file:":
+        rest = uri[5:]
+        if rest.startswith("//"):
+            host, slash, below = rest[2:].partition("/")
+            if host not in ("", "localhost"):
+                raise StorageError(f"{uri}: file URIs on another host ({host!r}) are not supported")
+            rest = slash + below
+        raw = unquote(rest)
+    if not raw:
+        raise StorageError(f"{uri!r}: empty path")
+    if "\x00" in raw:
+        raise StorageError(f"{uri!r}: the path contains a NUL character")
+    path = Path(raw)
+    if not path.is_absolute():
+        path = (base_dir or Path.cwd()) / path
+    return Path(os.path.normpath(path.absolute()))
+
+
+def file_uri(path: Path, folder: bool = False) -> str:
+    """`file://` URI of an absolute path (percent-encoded); a trailing `/` when `folder`."""
+    uri = path.absolute().as_uri()
+    return uri + "/" if folder and not uri.endswith("/") else uri
+
+
+class _EtagCache:
+    """Content MD5s keyed by file identity and change stamps, so stat/list don't rehash."""
+
+    def __init__(self, capacity: int = 8192) -> None:
+        self._capacity = capacity
+        self._items: dict[tuple[int, ...], str] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(st: os.stat_result) -> tuple[int, ...]:
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def get(self, st: os.stat_result) -> str | None:
+        with self._lock:
+            return self._items.get(self._key(st))
+
+    def put(self, st: os.stat_result, etag: str) -> None:
+        with self._lock:
+            if len(self._items) >= self._capacity:
+                self._items.pop(next(iter(self._items)))
+            self._items[self._key(st)] = etag
+
+
+_ETAGS = _EtagCache()
+
+
+def file_etag(path: Path, st: os.stat_result | None = None) -> str:
+    """Hex MD5 of the file's content (S3's ETag for a single-part upload), read streaming."""
+    st = st or path.stat()
+    cached = _ETAGS.get(st)
+    if cached is not None:
+        return cached
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK_SIZE):
+            digest.update(chunk)
+    etag = digest.hexdigest()
+    _ETAGS.put(st, etag)
+    return etag
+
+
+def copy_file(src: Path, target: Path, *, durable: bool = False) -> str:
+    """Copy `src` to `target` atomically (temp file beside it, then rename); returns its MD5.
+
+    `durable` fsyncs before the rename, so a crash leaves the old object or the new one.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
+    tmp = Path(tmp_name)
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        with open(fd, "wb") as out, src.open("rb") as source:
+            while chunk := source.read(CHUNK_SIZE):
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            if durable:
+                os.fsync(out.fileno())
+        executable = src.stat().st_mode & stat_mode.S_IXUSR
+        os.chmod(tmp, 0o755 if executable else 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    etag = digest.hexdigest()
+    _ETAGS.put(target.stat(), etag)
+    return etag
+
+
+def _modified(st: os.stat_result) -> datetime:
+    return datetime.fromtimestamp(st.st_mtime, tz=UTC)
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+class LocalStorage(Storage):
+    """Plain paths and `file://` URIs; relative paths are taken from `base_dir`."""
+
+    schemes = ("", "file")
+    writable = True
+
+    def __init__(self, base_dir: Path | None = None) -> None:
+        self.base_dir = base_dir
+
+    # -- what a URI means here (LocalStore narrows these) -------------------------------
+
+    def path_of(self, uri: str) -> Path:
+        """The local path `uri` names; StorageError when it may not be used."""
+        return path_from_uri(uri, self.base_dir)
+
+    def _key_of(self, path: Path) -> str:
+        """The `key` that `stat` reports: a plain file's key is its absolute path."""
+        return path.as_posix()
+
+    def _admits(self, path: Path) -> bool:
+        """Whether a file found while walking a folder may be served (LocalStore: inside root)."""
+        return True
+
+    # -- the Storage interface ------------------------------------------------------------
+
+    def stat(self, uri: str) -> ObjectInfo:
+        """The file at `uri` with its MD5 ETag; StorageError for a folder or nothing."""
+        path = self.path_of(uri)
+        try:
+            st = path.stat()
+            if stat_mode.S_ISDIR(st.st_mode):
+                raise StorageError(f"{uri}: is a folder, not a file")
+            if not stat_mode.S_ISREG(st.st_mode):
+                raise StorageError(f"{uri}: not a regular file")
+            etag = file_etag(path, st)
+        except FileNotFoundError:
+            raise StorageError(f"{uri}: no such file or folder") from None
+        except OSError as error:
+            raise StorageError(f"{uri}: {_reason(error)}") from None
+        return ObjectInfo(
+            uri=file_uri(path),
+            key=self._key_of(path),
+            size=st.st_size,
+            etag=etag,
+            modified=_modified(st),
+        )
+
+    def list(self, uri: str) -> Iterator[ObjectInfo]:
+        """Every file below the folder `uri` (sorted, recursive); keys are relative to it.
+
+        Symbolic links to folders are not followed; upload temp files are skipped.
+        """
+        folder = self.path_of(uri)
+        self._require_folder(uri, folder)
+        return self._infos(uri, folder)
+
+    def _require_folder(self, uri: str, folder: Path) -> None:
+        if folder.is_dir():
+            return
+        if folder.exists():
+            raise StorageError(f"{uri}: not a folder")
+        raise StorageError(f"{uri}: no such file or folder")
+
+    def _infos(self, uri: str, folder: Path) -> Iterator[ObjectInfo]:
+        for path, relative in self._walk(uri, folder):
+            try:
+                st = path.stat()
+                etag = file_etag(path, st)
+            except FileNotFoundError:
+                continue  # deleted (or a dangling link) since the walk saw it: not an object
+            except OSError as error:
+                raise StorageError(f"{file_uri(path)}: {_reason(error)}") from None
+            yield ObjectInfo(
+                uri=file_uri(path),
+                key=relative,
+                size=st.st_size,
+                etag=etag,
+                modified=_modified(st),
+            )
+
+    def _walk(self, uri: str, folder: Path) -> Iterator[tuple[Path, str]]:
+        """(path, relative posix path) of every regular file below `folder`, sorted."""
+
+        def fail(error: OSError) -> None:
+            raise StorageError(f"{uri}: {_reason(error)}")
+
+        for current, dirs, files in os.walk(folder, onerror=fail):
+            dirs.sort()
+            base = Path(current)
+            for name in sorted(files):
+                if name.startswith(TEMP_PREFIX):
+                    continue
+                path = base / name
+                if path.is_file() and self._admits(path):
+                    yield path, path.relative_to(folder).as_posix()
+
+    def download(self, uri: str, dest: Path) -> Path:
+        """A file lands as `dest/<name>` (returned); a folder's tree is copied below `dest`."""
+        src = self.path_of(uri)
+        try:
+            if src.is_file():
+                target = dest / src.name
+                copy_file(src, target)
+                return target
+            if src.is_dir():
+                dest.mkdir(parents=True, exist_ok=True)
+                for path, relative in list(self._walk(uri, src)):
+                    copy_file(path, dest / relative)
+                return dest
+        except OSError as error:
+            raise StorageError(f"{uri}: {_reason(error)}") from None
+        raise StorageError(f"{uri}: no such file or folder")
+
+    def upload(self, src: Path, uri: str) -> ObjectInfo:
+        """Write `src` as the file `uri` atomically (temp file beside it, fsync, rename)."""
+        target = self.path_of(uri)
+        if uri.endswith("/") or target.is_dir():
+            raise StorageError(f"{uri}: is a folder; name the file to write")
+        if not src.is_file():
+            raise StorageError(f"{src}: no such file to upload")
+        try:
+            etag = copy_file(src, target, durable=True)
+            st = target.stat()
+        except OSError as error:
+            raise StorageError(f"{uri}: {_reason(error)}") from None
+        return ObjectInfo(
+            uri=file_uri(target),
+            key=self._key_of(target),
+            size=st.st_size,
+            etag=etag,
+            modified=_modified(st),
+        )
+
+
+class LocalStore(LocalStorage):
+    """A bucket-style object store in a folder: bucket = sub-folder of `root`, key = path below.
+
+    Every URI, bucket and key is checked: nothing that resolves outside the root (`..`,
+    absolute keys, symbolic links pointing out) is read or written.
+    """
+
+    def __init__(self, root: Path | str, name: str = "local", base_dir: Path | None = None) -> None:
+        super().__init__(base_dir)
+        self.name = name
+        root_path = Path(root).expanduser()
+        if not root_path.is_absolute():
+            root_path = (base_dir or Path.cwd()) / root_path
+        self.root = Path(os.path.normpath(root_path.absolute()))
+        self._real_root = self.root.resolve()
+
+    def __repr__(self) -> str:
+        return f"LocalStore(name={self.name!r}, root={str(self.root)!r})"
+
+    # -- buckets and keys -----------------------------------------------------------------
+
+    def path_for(self, bucket: str, key: str = "") -> Path:
+        """The path of `key` in `bucket` (`key=""`: the bucket's folder); StorageError if it
+        would resolve outside the root."""
+        where = f"{bucket}/{key}"
+        _check_bucket(bucket, self.name)
+        if key.startswith(("/", "\\")) or _DRIVE.match(key):
+            raise StorageError(f"{where}: absolute keys are not allowed in store '{self.name}'")
+        if "\x00" in key:
+            raise StorageError(f"{where!r}: the key contains a NUL character")
+        if ".." in re.split(r"[\\/]", key):
+            raise StorageError(f"{where}: '..' is not allowed in keys of store '{self.name}'")
+        path = self.root / bucket / key
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError) as error:
+            raise StorageError(f"{where}: cannot resolve the path: {error}") from None
+        if not real.is_relative_to(self._real_root):
+            raise StorageError(
+                f"{where}: resolves outside the root of store '{self.name}' ({self.root})"
+            )
+        return path
+
+    def uri_for(self, bucket: str, key: str) -> str:
+        """The `file://` URI of `key` in `bucket` (a key ending in `/` keeps its slash)."""
+        path = self.path_for(bucket, key)
+        return file_uri(path, folder=key.endswith("/"))
+
+    def bucket_uri(self, bucket: str) -> str:
+        """The `file://` URI of the bucket's folder, e.g. for `{bucket_uri}/processed`."""
+        return file_uri(self.path_for(bucket), folder=False)
+
+    def contains(self, uri: str | Path) -> bool:
+        """Whether the path or URI lies lexically inside this store's root."""
+        path = path_from_uri(uri, self.base_dir) if isinstance(uri, str) else uri
+        path = Path(os.path.normpath(path.absolute()))
+        return path.is_relative_to(self.root) or path.is_relative_to(self._real_root)
+
+    def locate(self, uri: str) -> tuple[str, str]:
+        """(bucket, key) of a path or `file://` URI inside the root; StorageError otherwise."""
+        path = path_from_uri(uri, self.base_dir)
+        for root in (self.root, self._real_root):
+            if path.is_relative_to(root):
+                parts = path.relative_to(root).parts
+                break
+        else:
+            raise StorageError(f"{uri}: outside the root of store '{self.name}' ({self.root})")
+        if not parts:
+            raise StorageError(f"{uri}: the root of store '{self.name}', not a bucket")
+        bucket, key = parts[0], "/".join(parts[1:])
+        if key and uri.endswith("/"):
+            key += "/"
+        self.path_for(bucket, key)
+        return bucket, key
+
+    def object_info(self, bucket: str, key: str) -> ObjectInfo:
+        """The object `key` in `bucket`, its ETag the content's MD5 (as S3's single-part)."""
+        info = super().stat(file_uri(self.path_for(bucket, key)))
+        return ObjectInfo(
+            uri=info.uri, key=key, size=info.size, etag=info.etag, modified=info.modified
+        )
+
+    # -- the Storage interface, with the root enforced --------------------------------------
+
+    def path_of(self, uri: str) -> Path:
+        return self.path_for(*self.locate(uri))
+
+    def _key_of(self, path: Path) -> str:
+        return "/".join(path.relative_to(self.root).parts[1:])
+
+    def _admits(self, path: Path) -> bool:
+        return path.resolve().is_relative_to(self._real_root)
+
+    def stat(self, uri: str) -> ObjectInfo:
+        return self.object_info(*self.locate(uri))
+
+    def list(self, uri: str) -> Iterator[ObjectInfo]:
+        """Objects below the bucket/prefix `uri`; a prefix with no folder yet lists nothing,
+        a missing bucket is a StorageError."""
+        bucket, key = self.locate(uri)
+        if not self.path_for(bucket).is_dir():
+            raise StorageError(f"{uri}: no such bucket '{bucket}' in store '{self.name}'")
+        folder = self.path_for(bucket, key)
+        if not folder.exists():
+            return iter(())
+        self._require_folder(uri, folder)
+        return self._infos(uri, folder)
+
+
+def _check_bucket(bucket: str, store: str) -> None:
+    if not bucket or bucket in (".", "..") or re.search(r"[\\/\x00]", bucket):
+        raise StorageError(f"{bucket!r}: not a valid bucket name in store '{store}'")
