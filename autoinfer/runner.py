@@ -21,6 +21,7 @@ from typing import Protocol
 
 from autoinfer.db import utcnow
 from autoinfer.errors import AutoInferError, JobFailed, JobStopped, StorageError
+from autoinfer.gallery import Gallery
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import JobService
 from autoinfer.jobs.spec import JobSpec, Status, safe_file_name
@@ -102,6 +103,7 @@ class RunnerContext:
     resolve_env: Callable[[str], str] = str  # turns "secret:NAME" into its value
     redact: Callable[[str], str] = str  # hides secret values in logs
     service_url: str | None = None
+    gallery: Gallery | None = None
 
 
 class Runner:
@@ -288,6 +290,8 @@ class Runner:
         )
         images, errors = manifest.get("images", 0), manifest.get("errors", 0)
         self.log.system(f"classified {images} image(s), {errors} could not be decoded")
+        if self.ctx.gallery is not None:
+            self.ctx.gallery.save(self.job.id, self.data_dir, self.output_dir)
         return manifest.get("model", manifest)
 
     def job_environment(self) -> dict[str, str]:

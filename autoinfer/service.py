@@ -12,6 +12,7 @@ from autoinfer.config import Config
 from autoinfer.db import Database, default_url
 from autoinfer.errors import ConfigError
 from autoinfer.executors import Executor, LocalExecutor
+from autoinfer.gallery import Gallery
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import JobService, deterministic_job_id
 from autoinfer.jobs.spec import JobSpec
@@ -41,6 +42,7 @@ class AutoInferService:
             scratch_root=self.data_dir / "scratch",
             predictors=self,  # the pool starts lazily on the first built-in job
             resolve_env=self.resolve_secret,
+            gallery=Gallery(self.data_dir / "gallery"),
         )
         self.executor: Executor = self._make_executor()
         from autoinfer.pipeline import EventPipeline

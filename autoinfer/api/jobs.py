@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel
 
 from autoinfer.api.auth import require_key
+from autoinfer.errors import NotFound
 from autoinfer.jobs.records import JobRecord, LogLine
 from autoinfer.jobs.spec import JobSpec, Status, parse_spec
 
@@ -119,3 +120,19 @@ def stop_job(request: Request, job_id: str) -> JobRecord:
 def retry_job(request: Request, job_id: str) -> JobRecord:
     """Run a failed or stopped job again as a new attempt."""
     return _service(request).retry_job(job_id)
+
+
+@router.get("/{job_id}/gallery")
+def job_gallery(request: Request, job_id: str) -> dict:
+    """A classifier job's predictions, each with a thumbnail of its image when it decoded."""
+    service = _service(request)
+    service.jobs.get(job_id)
+    return {"items": service.runner_context.gallery.items(job_id)}
+
+
+@router.get("/{job_id}/gallery/{name}", response_class=FileResponse)
+def job_thumbnail(request: Request, job_id: str, name: str) -> FileResponse:
+    path = _service(request).runner_context.gallery.thumbnail(job_id, name)
+    if path is None:
+        raise NotFound(f"job {job_id}: no thumbnail {name!r}")
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

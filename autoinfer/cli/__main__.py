@@ -1,0 +1,5 @@
+"""`python -m autoinfer.cli` runs the command line."""
+
+from autoinfer.cli import app
+
+app()

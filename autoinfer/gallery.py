@@ -1,0 +1,69 @@
+"""A finished classifier job's gallery: small thumbnails of its inputs beside their predictions.
+
+Kept in the service's data folder (`<data_dir>/gallery/<job id>/`), so the dashboard can show
+what was classified after the job's scratch folder is gone, wherever its output went.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+THUMBNAIL_PX = 160
+MAX_ITEMS = 500  # a gallery is for looking, not an archive: the first 500 images of a job
+
+
+class Gallery:
+    """Writes and reads the galleries of jobs under one root folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folder(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def save(self, job_id: str, data_dir: Path, output_dir: Path) -> int:
+        """Make thumbnails for the prediction files in `output_dir`; returns how many items."""
+        target = self.folder(job_id)
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        items: list[dict[str, Any]] = []
+        for index, prediction_file in enumerate(sorted(output_dir.rglob("*_pred.json"))[:MAX_ITEMS]):
+            prediction = json.loads(prediction_file.read_text())
+            item = dict(prediction)
+            thumbnail = f"{index}.jpg"
+            if _thumbnail(data_dir / prediction["file"], target / thumbnail):
+                item["thumbnail"] = thumbnail
+            items.append(item)
+        (target / "gallery.json").write_text(json.dumps(items))
+        return len(items)
+
+    def items(self, job_id: str) -> list[dict[str, Any]]:
+        path = self.folder(job_id) / "gallery.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def thumbnail(self, job_id: str, name: str) -> Path | None:
+        """The thumbnail file, or None; `name` must be one this gallery wrote."""
+        if not name.removesuffix(".jpg").isdigit():
+            return None
+        path = self.folder(job_id) / name
+        return path if path.is_file() else None
+
+    def delete(self, job_id: str) -> None:
+        shutil.rmtree(self.folder(job_id), ignore_errors=True)
+
+
+def _thumbnail(source: Path, target: Path) -> bool:
+    try:
+        with Image.open(source) as image:
+            image.draft("RGB", (THUMBNAIL_PX * 2, THUMBNAIL_PX * 2))
+            image = image.convert("RGB")
+            image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+            image.save(target, "JPEG", quality=80)
+        return True
+    except Exception:  # noqa: BLE001 - an undecodable image simply has no thumbnail
+        return False
