@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from autoinfer import __version__
-from autoinfer.api import health, jobs
+from autoinfer.api import admin, health, jobs
 from autoinfer.api.errors import install_error_handlers
 
 
@@ -35,6 +35,7 @@ def create_app(service, *, manage_lifecycle: bool = True) -> FastAPI:  # type: i
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(admin.router)
     _include_optional(app)
     return app
 
