@@ -34,6 +34,7 @@ class StoreConfig(_Strict):
     addressing_style: Literal["auto", "virtual", "path"] | None = None
     credentials: str | None = None  # "secret:NAME" holding "ACCESS_KEY:SECRET_KEY", or None for the AWS chain
     profile: str | None = None
+    buckets: list[str] = Field(default_factory=list)  # s3: bucket names/globs this store serves
 
 
 class SourceConfig(_Strict):
@@ -49,6 +50,7 @@ class SourceConfig(_Strict):
     backfill: bool = False
     rescan_s: float = Field(30.0, gt=0)  # watch: periodic full rescan
     max_receive: int = Field(5, ge=1)  # sqs: deliveries before a poison message is left to the DLQ
+    wait_time_s: int = Field(20, ge=0, le=20)  # sqs: long-poll wait
 
 
 class TriggerConfig(_Strict):

@@ -11,6 +11,8 @@ import pytest
 
 from autoinfer.config import Config, ExecutorConfig
 
+pytest_plugins = ["tests.s3_server"]
+
 DATA = Path(__file__).parent / "data"
 SEED_ZIP = DATA / "images.zip"
 EXAMPLE_EVENT = DATA / "example_event.json"

@@ -10,7 +10,7 @@ import typer
 from autoinfer.cli.client import console, one_line_errors
 from autoinfer.config import load_config
 from autoinfer.errors import StorageError
-from autoinfer.storage import StorageRegistry, join_uri
+from autoinfer.storage import join_uri, open_registry
 
 
 def destination_uri(source: Path, dest: str, now: datetime | None = None) -> str:
@@ -36,6 +36,6 @@ def push(
         config_file = Path("autoinfer.yaml")
     config = load_config(config_file)
     target = destination_uri(file, dest_uri)
-    storage = StorageRegistry(config.stores, base_dir=config.base_dir).for_uri(target)
+    storage = open_registry(config).for_uri(target)
     info = storage.upload(file, target)
     console.print(f"uploaded {file} ({info.size} bytes) to {target}", highlight=False)

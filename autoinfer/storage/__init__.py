@@ -4,10 +4,24 @@
 `autoinfer.storage.archives`.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from autoinfer.storage.base import ObjectInfo, Storage, join_uri
 from autoinfer.storage.http import HttpStorage
 from autoinfer.storage.local import LocalStorage, LocalStore
 from autoinfer.storage.registry import StorageFactory, StorageRegistry
+
+
+def open_registry(config: Config, resolve_secret: Callable[[str], str] = str) -> StorageRegistry:
+    """The registry for a service configuration: its local stores, http(s), and S3."""
+    from autoinfer.storage.s3 import make_s3_factory
+
+    registry = StorageRegistry(config.stores, base_dir=config.base_dir)
+    registry.register("s3", make_s3_factory(config.stores, resolve_secret))
+    return registry
 
 __all__ = [
     "HttpStorage",
@@ -18,4 +32,8 @@ __all__ = [
     "StorageFactory",
     "StorageRegistry",
     "join_uri",
+    "open_registry",
 ]
+
+if TYPE_CHECKING:
+    from autoinfer.config import Config
