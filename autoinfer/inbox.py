@@ -1,0 +1,506 @@
+"""The inbox: a durable, deduplicated log of every storage event the service received.
+
+An event is committed here before any source acknowledges it. Its idempotency key (bucket,
+key, version id or ETag) is unique among first deliveries, so a repeated delivery, from the
+same source or another one, is stored as a `duplicate` row pointing at the original and
+starts nothing. The tables of the sources' cursors (which objects a watcher or poller has
+already reported) live here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, selectinload
+
+from autoinfer.db import Base, Database, UTCDateTime, utcnow
+from autoinfer.errors import NotFound
+from autoinfer.events.model import S3Event
+
+#: How much of a rejected body is kept for the operator to look at.
+EXCERPT_CHARS = 2000
+
+
+class Outcome(StrEnum):
+    """What became of an event."""
+
+    PENDING = "pending"  # stored, not yet matched against the triggers
+    MATCHED = "matched"  # every matching trigger created its job / ran its handler
+    DUPLICATE = "duplicate"  # a repeated delivery of an event already stored
+    IGNORED = "ignored"  # no trigger matches it
+    REJECTED = "rejected"  # the body could not be parsed
+    FAILED = "failed"  # a matching trigger could not render its job or its handler raised
+
+
+# --- tables ---------------------------------------------------------------------------
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str | None] = mapped_column(Text, nullable=True, index=True)
+    # The idempotency key again, but only on an event's first delivery (NULL on duplicates
+    # and rejected bodies): the unique index that makes recording a delivery idempotent.
+    dedup_key: Mapped[str | None] = mapped_column(Text, nullable=True, unique=True)
+    source: Mapped[str] = mapped_column(String(300))
+    bucket: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    event_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    event_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    etag: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    version_id: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    sequencer: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    flavour: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The first trigger that matched and the job it created (all of them: `dispatches`).
+    trigger: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    duplicate_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    deliveries: Mapped[int] = mapped_column(Integer, default=1)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    body_excerpt: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    dispatches: Mapped[list[DispatchRow]] = relationship(
+        order_by="DispatchRow.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (Index("ix_events_source_outcome", "source", "outcome"),)
+
+
+class DispatchRow(Base):
+    """One trigger's handling of one event: the job it created, or why it could not."""
+
+    __tablename__ = "event_dispatches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    trigger: Mapped[str] = mapped_column(String(200), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SourceCursorRow(Base):
+    """A watcher's or poller's bookmark: when it first looked (backfill decisions hang on it)."""
+
+    __tablename__ = "source_cursors"
+
+    source: Mapped[str] = mapped_column(String(300), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    scanned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SeenObjectRow(Base):
+    """An object a source has already reported, with the stamps that tell a change."""
+
+    __tablename__ = "source_seen_objects"
+
+    source: Mapped[str] = mapped_column(String(300), primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    etag: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Backend-specific change stamp: the file's mtime in ns for the watcher, the version id
+    # or last-modified time for the poller.
+    stamp: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- read models ----------------------------------------------------------------------
+
+
+class DispatchRecord(BaseModel):
+    trigger: str
+    job_id: str | None
+    error: str | None
+    at: datetime
+
+
+class EventRecord(BaseModel):
+    """An event as users see it (API, SDK, CLI): what arrived and what became of it."""
+
+    id: int
+    source: str
+    outcome: str
+    reason: str | None
+    bucket: str | None
+    key: str | None
+    event_name: str | None
+    event_time: datetime | None
+    size: int | None
+    etag: str | None
+    version_id: str | None
+    sequencer: str | None
+    flavour: str | None
+    idempotency_key: str | None
+    received_at: datetime
+    trigger: str | None
+    job_id: str | None
+    duplicate_of: int | None
+    deliveries: int
+    dispatches: list[DispatchRecord]
+    raw: dict[str, Any] | None
+    body_excerpt: str | None
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """The result of one trigger on one event, handed to `Inbox.mark`."""
+
+    trigger: str
+    job_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SeenObject:
+    etag: str | None
+    size: int | None
+    stamp: str | None
+
+
+# --- the inbox ------------------------------------------------------------------------
+
+
+class Inbox:
+    """Records events durably and exactly once per idempotency key; lists and counts them."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(self, events: Sequence[S3Event], source: str) -> list[EventRecord]:
+        """Commit every event (new ones `pending`, repeated ones `duplicate`) in one transaction.
+
+        Returns the records in the order given, once they are committed.
+        """
+        if not events:
+            return []
+        now = utcnow()
+        ids: list[int] = []
+        with self.db.session() as session:
+            for event in events:
+                values = _event_values(event, source, now)
+                # The insert comes first so that the transaction takes the write lock at once
+                # and a concurrent delivery of the same event waits for it, then conflicts.
+                statement = (
+                    _insert(self.db)(EventRow)
+                    .values(
+                        dedup_key=event.idempotency_key, outcome=Outcome.PENDING.value, **values
+                    )
+                    .on_conflict_do_nothing(index_elements=["dedup_key"])
+                    .returning(EventRow.id)
+                )
+                new_id = session.scalar(statement)
+                ids.append(
+                    new_id if new_id is not None else _record_duplicate(session, event, values)
+                )
+        return self.get_many(ids)
+
+    def record_rejected(self, source: str, body: bytes | str, reason: str) -> EventRecord:
+        """Keep a trace of a body that could not be parsed: its first characters and why."""
+        text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+        row = EventRow(
+            source=source,
+            outcome=Outcome.REJECTED.value,
+            reason=reason,
+            received_at=utcnow(),
+            body_excerpt=text[:EXCERPT_CHARS],
+        )
+        with self.db.session() as session:
+            session.add(row)
+            session.flush()
+            event_id = row.id
+        return self.get(event_id)
+
+    def mark(
+        self,
+        event_id: int,
+        outcome: Outcome,
+        *,
+        reason: str | None = None,
+        dispatches: Iterable[Dispatch] = (),
+    ) -> bool:
+        """Settle a pending event; False (and nothing written) if it was settled already."""
+        dispatches = list(dispatches)
+        first = next((d for d in dispatches if d.job_id is not None), None)
+        first = first or (dispatches[0] if dispatches else None)
+        with self.db.session() as session:
+            result = session.execute(
+                update(EventRow)
+                .where(EventRow.id == event_id, EventRow.outcome == Outcome.PENDING.value)
+                .values(
+                    outcome=outcome.value,
+                    reason=reason,
+                    trigger=first.trigger if first else None,
+                    job_id=first.job_id if first else None,
+                )
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            now = utcnow()
+            session.add_all(
+                DispatchRow(
+                    event_id=event_id, trigger=d.trigger, job_id=d.job_id, error=d.error, at=now
+                )
+                for d in dispatches
+            )
+        return True
+
+    def get(self, event_id: int) -> EventRecord:
+        with self.db.session() as session:
+            row = session.scalars(
+                select(EventRow)
+                .where(EventRow.id == event_id)
+                .options(selectinload(EventRow.dispatches))
+            ).first()
+            if row is None:
+                raise NotFound(f"event {event_id}: no such event")
+            return _record(row)
+
+    def get_many(self, ids: Sequence[int]) -> list[EventRecord]:
+        """The records of `ids`, in that order."""
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(EventRow)
+                .where(EventRow.id.in_(ids))
+                .options(selectinload(EventRow.dispatches))
+            ).all()
+            by_id = {row.id: _record(row) for row in rows}
+        return [by_id[event_id] for event_id in ids]
+
+    def pending(self, limit: int = 1000) -> list[EventRecord]:
+        """Events stored but not yet dispatched, oldest first."""
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(EventRow)
+                .where(EventRow.outcome == Outcome.PENDING.value)
+                .options(selectinload(EventRow.dispatches))
+                .order_by(EventRow.id)
+                .limit(limit)
+            ).all()
+            return [_record(row) for row in rows]
+
+    def list(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        outcome: str | None = None,
+        source: str | None = None,
+    ) -> tuple[list[EventRecord], int]:
+        """Newest first; the page and the total count matching the filters."""
+        filters = []
+        if outcome:
+            filters.append(EventRow.outcome == outcome)
+        if source:
+            filters.append(EventRow.source == source)
+        with self.db.session() as session:
+            total = session.scalar(select(func.count()).select_from(EventRow).where(*filters)) or 0
+            rows = session.scalars(
+                select(EventRow)
+                .where(*filters)
+                .options(selectinload(EventRow.dispatches))
+                .order_by(EventRow.id.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            return [_record(row) for row in rows], total
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Number of events by (source, outcome), for metrics."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(EventRow.source, EventRow.outcome, func.count()).group_by(
+                    EventRow.source, EventRow.outcome
+                )
+            )
+            return {(source, outcome): count for source, outcome, count in rows}
+
+    def trigger_counts(self) -> dict[str, dict[str, int]]:
+        """Per trigger: events it turned into jobs (`matched`) and events it failed on."""
+        counts: dict[str, dict[str, int]] = {}
+        with self.db.session() as session:
+            rows = session.execute(
+                select(DispatchRow.trigger, DispatchRow.error.is_(None), func.count()).group_by(
+                    DispatchRow.trigger, DispatchRow.error.is_(None)
+                )
+            )
+            for trigger, ok, count in rows:
+                entry = counts.setdefault(trigger, {"matched": 0, "failed": 0})
+                entry["matched" if ok else "failed"] += count
+        return counts
+
+
+class SourceCursor:
+    """What one source (by name) has already reported, so rescans and restarts report only
+    what changed. Scoped by the source's name, which includes its bucket and prefix."""
+
+    def __init__(self, db: Database, source: str) -> None:
+        self.db = db
+        self.source = source
+
+    def started(self) -> bool:
+        """Whether this source has completed a first scan before (in this or an earlier run)."""
+        with self.db.session() as session:
+            return session.get(SourceCursorRow, self.source) is not None
+
+    def mark_scanned(self) -> None:
+        now = utcnow()
+        with self.db.session() as session:
+            row = session.get(SourceCursorRow, self.source)
+            if row is None:
+                session.add(SourceCursorRow(source=self.source, started_at=now, scanned_at=now))
+            else:
+                row.scanned_at = now
+
+    def seen(self, bucket: str | None = None) -> dict[tuple[str, str], SeenObject]:
+        """(bucket, key) → what was reported of it."""
+        query = select(SeenObjectRow).where(SeenObjectRow.source == self.source)
+        if bucket is not None:
+            query = query.where(SeenObjectRow.bucket == bucket)
+        with self.db.session() as session:
+            return {
+                (row.bucket, row.key): SeenObject(etag=row.etag, size=row.size, stamp=row.stamp)
+                for row in session.scalars(query)
+            }
+
+    def remember(self, objects: Iterable[tuple[str, str, SeenObject]]) -> None:
+        """Record (bucket, key, state) as reported, replacing what was known of those keys."""
+        rows = [
+            {
+                "source": self.source,
+                "bucket": bucket,
+                "key": key,
+                "etag": state.etag,
+                "size": state.size,
+                "stamp": state.stamp,
+                "seen_at": utcnow(),
+            }
+            for bucket, key, state in objects
+        ]
+        if not rows:
+            return
+        insert = _insert(self.db)
+        with self.db.session() as session:
+            for start in range(0, len(rows), 500):
+                statement = insert(SeenObjectRow).values(rows[start : start + 500])
+                statement = statement.on_conflict_do_update(
+                    index_elements=["source", "bucket", "key"],
+                    set_={
+                        "etag": statement.excluded.etag,
+                        "size": statement.excluded.size,
+                        "stamp": statement.excluded.stamp,
+                        "seen_at": statement.excluded.seen_at,
+                    },
+                )
+                session.execute(statement)
+
+    def forget(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Drop (bucket, key) entries of objects that no longer exist."""
+        keys = list(keys)
+        with self.db.session() as session:
+            for bucket, key in keys:
+                session.execute(
+                    delete(SeenObjectRow).where(
+                        SeenObjectRow.source == self.source,
+                        SeenObjectRow.bucket == bucket,
+                        SeenObjectRow.key == key,
+                    )
+                )
+
+
+# --- internals ------------------------------------------------------------------------
+
+
+def _insert(db: Database):  # type: ignore[no-untyped-def]
+    """The dialect's INSERT that knows ON CONFLICT (both supported databases have it)."""
+    return postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
+
+
+def _event_values(event: S3Event, source: str, now: datetime) -> dict[str, Any]:
+    return {
+        "idempotency_key": event.idempotency_key,
+        "source": source,
+        "bucket": event.bucket,
+        "key": event.key,
+        "event_name": event.event_name,
+        "event_time": event.event_time,
+        "etag": event.etag,
+        "version_id": event.version_id,
+        "sequencer": event.sequencer,
+        "size": event.size,
+        "flavour": event.flavour,
+        "received_at": now,
+        "deliveries": 1,
+        "raw": event.raw or None,
+    }
+
+
+def _record_duplicate(session: Session, event: S3Event, values: dict[str, Any]) -> int:
+    """Count one more delivery on the original and store this one as its duplicate."""
+    original = session.scalars(
+        select(EventRow).where(EventRow.dedup_key == event.idempotency_key)
+    ).one()
+    original.deliveries += 1
+    row = EventRow(
+        **values,
+        outcome=Outcome.DUPLICATE.value,
+        reason=f"duplicate of event {original.id} (delivery {original.deliveries})",
+        duplicate_of=original.id,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def _record(row: EventRow) -> EventRecord:
+    return EventRecord(
+        id=row.id,
+        source=row.source,
+        outcome=row.outcome,
+        reason=row.reason,
+        bucket=row.bucket,
+        key=row.key,
+        event_name=row.event_name,
+        event_time=row.event_time,
+        size=row.size,
+        etag=row.etag,
+        version_id=row.version_id,
+        sequencer=row.sequencer,
+        flavour=row.flavour,
+        idempotency_key=row.idempotency_key,
+        received_at=row.received_at,
+        trigger=row.trigger,
+        job_id=row.job_id,
+        duplicate_of=row.duplicate_of,
+        deliveries=row.deliveries,
+        dispatches=[
+            DispatchRecord(trigger=d.trigger, job_id=d.job_id, error=d.error, at=d.at)
+            for d in row.dispatches
+        ],
+        raw=row.raw,
+        body_excerpt=row.body_excerpt,
+    )

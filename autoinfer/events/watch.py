@@ -1,0 +1,314 @@
+"""The `watch` source: a local store's folder watched with watchfiles, plus periodic rescans.
+
+Every sub-folder of the store's root is a bucket. A file is reported (`ObjectCreated:Put`,
+ETag = MD5 of its content, as S3's for a single-part upload) once it is completely written:
+its size and modification time stayed the same for `settle_s`, and its name is not a temp
+or partial file's. A rescan at start and every `rescan_s` finds what the watcher missed,
+files added while the service was down included; the source's cursor (in the database)
+remembers what was reported, so a rescan reports only new or changed files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import watchfiles
+
+from autoinfer.errors import EventError, StorageError
+from autoinfer.events.model import S3Event, object_created
+from autoinfer.events.source import Ingest, Source
+from autoinfer.inbox import SeenObject, SourceCursor
+from autoinfer.storage.local import LocalStore
+
+log = logging.getLogger("autoinfer.events.watch")
+
+#: Files whose names end so are still being written by a browser, rsync, curl, etc.
+PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".download")
+#: Events per `ingest` call.
+BATCH = 500
+#: How long `start` waits for the watcher to be live before its first rescan.
+WATCHER_READY_S = 10.0
+
+
+def is_partial(relative: str) -> bool:
+    """Whether a path (relative to the root) names a hidden, temp or partial file."""
+    parts = relative.split("/")
+    return any(p.startswith(".") for p in parts) or parts[-1].lower().endswith(PARTIAL_SUFFIXES)
+
+
+@dataclass
+class _Settling:
+    """A file seen changing: its last (size, mtime) and since when it has not changed."""
+
+    stamp: tuple[int, int]
+    since: float
+
+
+class WatchSource(Source):
+    """Reports complete new or changed files below a local store's root."""
+
+    def __init__(
+        self,
+        name: str,
+        store: LocalStore,
+        ingest: Ingest,
+        cursor: SourceCursor,
+        *,
+        rescan_s: float = 30.0,
+        settle_s: float = 1.0,
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.root = store.root
+        self.ingest = ingest
+        self.cursor = cursor
+        self.rescan_s = rescan_s
+        self.settle_s = settle_s
+        self._settling: dict[Path, _Settling] = {}
+        self._reported: dict[tuple[str, str], SeenObject] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._rescan_now = threading.Event()
+        self._watching = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start watching, then rescan the whole root before returning: every file already
+        there is reported or settling once this returns (so nothing written while the service
+        was down is missed)."""
+        if self._threads:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._stop.clear()
+        self._watching.clear()
+        self._reported = dict(self.cursor.seen())
+        watcher = threading.Thread(target=self._watch, name=f"{self.name}-watch", daemon=True)
+        watcher.start()
+        # Rescan only once the watcher is live, so no file falls between the two.
+        if not self._watching.wait(WATCHER_READY_S):
+            log.warning(
+                "%s: the watcher is slow to start; the periodic rescan covers it", self.name
+            )
+        self._rescan()
+        settler = threading.Thread(
+            target=self._settle_loop, name=f"{self.name}-settle", daemon=True
+        )
+        settler.start()
+        self._threads = [watcher, settler]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+        with self._lock:
+            self._settling.clear()
+
+    def rescan(self) -> None:
+        """Ask for a full rescan at the next tick (as at start)."""
+        self._rescan_now.set()
+
+    @property
+    def settling(self) -> int:
+        """How many files are waiting to be complete before they are reported."""
+        with self._lock:
+            return len(self._settling)
+
+    # --- threads ------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Feed changed paths to the settling set until stopped."""
+        while not self._stop.is_set():
+            try:
+                for changes in watchfiles.watch(
+                    self.root,
+                    watch_filter=None,
+                    debounce=100,
+                    step=50,
+                    stop_event=self._stop,
+                    rust_timeout=250,
+                    yield_on_timeout=True,  # the first (empty) yield says the watch is set up
+                    raise_interrupt=False,
+                    ignore_permission_denied=True,
+                ):
+                    self._watching.set()
+                    for change, path in changes:
+                        if change != watchfiles.Change.deleted:
+                            self._offer(Path(path))
+            except Exception:
+                if self._stop.is_set():
+                    return
+                # The periodic rescan covers the gap; try watching again shortly.
+                log.exception(
+                    "%s: watching %s failed; restarting the watcher", self.name, self.root
+                )
+                self._stop.wait(1.0)
+
+    def _settle_loop(self) -> None:
+        tick = max(0.02, min(0.25, self.settle_s / 4))
+        next_rescan = time.monotonic() + self.rescan_s
+        while not self._stop.is_set():
+            try:
+                now = time.monotonic()
+                if self._rescan_now.is_set() or now >= next_rescan:
+                    self._rescan_now.clear()
+                    self._rescan()
+                    next_rescan = now + self.rescan_s
+                self._report(self._settled())
+            except Exception:
+                # Nothing is lost: unreported files stay unreported and the next rescan
+                # offers them again.
+                log.exception("%s: reporting files below %s failed; retrying", self.name, self.root)
+                self._stop.wait(1.0)
+            self._stop.wait(tick)
+
+    # --- finding files ------------------------------------------------------------------
+
+    def _offer(self, path: Path) -> None:
+        """Start watching `path` settle (a folder: every file below it)."""
+        place = self._place(path)
+        if place is None:
+            return
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return
+        if path.is_symlink():
+            return
+        if path.is_dir():
+            for file in self._files(path):
+                self._offer(file)
+            return
+        if not path.is_file():
+            return
+        stamp = (st.st_size, st.st_mtime_ns)
+        if self._reported_as(place, stamp):
+            return
+        with self._lock:
+            if path not in self._settling:
+                self._settling[path] = _Settling(stamp=stamp, since=time.monotonic())
+
+    def _rescan(self) -> None:
+        """Offer every file not reported as it is now; forget files that are gone."""
+        present: set[tuple[str, str]] = set()
+        for path in self._files(self.root):
+            place = self._place(path)
+            if place is None:
+                continue
+            present.add(place)
+            self._offer(path)
+        gone = [place for place in self._reported if place not in present]
+        if gone:
+            self.cursor.forget(gone)
+            for place in gone:
+                self._reported.pop(place, None)
+        self.cursor.mark_scanned()
+
+    def _files(self, folder: Path) -> Iterator[Path]:
+        for current, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                yield Path(current) / name
+
+    def _place(self, path: Path) -> tuple[str, str] | None:
+        """(bucket, key) of a file path below the root, or None if it is not an object."""
+        try:
+            relative = path.relative_to(self.root).as_posix()
+        except ValueError:
+            return None
+        if "/" not in relative or is_partial(relative):
+            return None
+        bucket, key = relative.split("/", 1)
+        try:
+            relative.encode("utf-8")
+        except UnicodeEncodeError:
+            log.warning("%s: skipping %r: its name is not valid UTF-8", self.name, str(path))
+            return None
+        return bucket, key
+
+    def _reported_as(self, place: tuple[str, str], stamp: tuple[int, int]) -> bool:
+        seen = self._reported.get(place)
+        return seen is not None and seen.stamp == _stamp_text(stamp)
+
+    # --- reporting ----------------------------------------------------------------------
+
+    def _settled(self) -> list[tuple[Path, tuple[int, int]]]:
+        """Files whose size and mtime have not changed for `settle_s`; removed from the set."""
+        now = time.monotonic()
+        ready = []
+        with self._lock:
+            for path, state in list(self._settling.items()):
+                try:
+                    st = path.lstat()
+                except FileNotFoundError:
+                    del self._settling[path]
+                    continue
+                stamp = (st.st_size, st.st_mtime_ns)
+                if stamp != state.stamp:
+                    state.stamp, state.since = stamp, now
+                elif now - state.since >= self.settle_s:
+                    ready.append((path, stamp))
+                    del self._settling[path]
+        return ready
+
+    def _report(self, ready: list[tuple[Path, tuple[int, int]]]) -> None:
+        events: list[S3Event] = []
+        states: list[tuple[str, str, SeenObject]] = []
+        for path, stamp in ready:
+            place = self._place(path)
+            if place is None or self._reported_as(place, stamp):
+                continue
+            event = self._event(path, place, stamp)
+            if event is None:
+                continue
+            events.append(event)
+            states.append(
+                (place[0], place[1], SeenObject(event.etag, event.size, _stamp_text(stamp)))
+            )
+        for start in range(0, len(events), BATCH):
+            batch, batch_states = events[start : start + BATCH], states[start : start + BATCH]
+            try:
+                self.ingest(batch, self.name)
+            except Exception:
+                # Not stored: offer the files again so that they are reported later.
+                for bucket, key, _ in batch_states:
+                    self._offer(self.store.path_for(bucket, key))
+                raise
+            self.cursor.remember(batch_states)
+            for bucket, key, state in batch_states:
+                self._reported[(bucket, key)] = state
+
+    def _event(self, path: Path, place: tuple[str, str], stamp: tuple[int, int]) -> S3Event | None:
+        bucket, key = place
+        try:
+            info = self.store.object_info(bucket, key)
+            st = path.lstat()
+        except (StorageError, FileNotFoundError) as error:
+            log.info(
+                "%s: %s/%s vanished before it could be reported: %s", self.name, bucket, key, error
+            )
+            return None
+        if (st.st_size, st.st_mtime_ns) != stamp:
+            self._offer(path)  # changed while it was hashed: let it settle again
+            return None
+        try:
+            return object_created(
+                bucket, key, size=info.size, etag=info.etag, modified=info.modified
+            )
+        except EventError as error:
+            log.warning("%s: skipping %s/%s: %s", self.name, bucket, key, error)
+            # Remembered for this run only, so the warning is not repeated on every rescan.
+            self._reported[place] = SeenObject(None, info.size, _stamp_text(stamp))
+            return None
+
+
+def _stamp_text(stamp: tuple[int, int]) -> str:
+    return f"{stamp[0]}:{stamp[1]}"

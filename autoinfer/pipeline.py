@@ -1,0 +1,395 @@
+"""The event pipeline: sources → inbox → triggers → jobs.
+
+`ingest` commits a batch of events to the inbox first, then dispatches the new ones: each
+event is matched against the triggers; a rule creates its job under a deterministic id
+(trigger name + the event's idempotency key), a handler is called. A crash between "event
+stored" and "job created" leaves the event `pending`; `dispatch_pending` (run at start and
+every few seconds) finishes it, and the deterministic id makes that neither lose nor double
+the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from autoinfer.config import Config, SourceConfig
+from autoinfer.db import Database
+from autoinfer.errors import AutoInferError, ConfigError, NotFound
+from autoinfer.events.model import S3Event
+from autoinfer.events.poll import PollSource
+from autoinfer.events.source import Source, source_name
+from autoinfer.events.watch import WatchSource
+from autoinfer.events.webhook import WebhookSource
+from autoinfer.inbox import Dispatch, EventRecord, Inbox, Outcome, SourceCursor
+from autoinfer.jobs.service import JobService, deterministic_job_id
+from autoinfer.storage.registry import StorageRegistry
+from autoinfer.triggers import (
+    LambdaContext,
+    Locator,
+    S3Locator,
+    Trigger,
+    check_buckets,
+    check_loops,
+)
+
+log = logging.getLogger("autoinfer.pipeline")
+
+#: How often pending events (left by a crash or a failed dispatch) are retried.
+RETRY_S = 5.0
+
+
+class EventPipeline:
+    """Receives events from every source, stores them once, and turns them into jobs.
+
+    Construction validates the triggers and sources (ConfigError); `start` runs the sources.
+    `api_url_getter` returns the service's URL once it serves HTTP (None before): handler
+    triggers, which call back into the API through the SDK, wait for it.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        jobs: JobService,
+        storage: StorageRegistry,
+        *,
+        api_url_getter: Callable[[], str | None] | None = None,
+        on_jobs_created: Callable[[], None] | None = None,
+        resolve_secret: Callable[[str], str] | None = None,
+        settle_s: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.jobs = jobs
+        self.storage = storage
+        self.inbox = Inbox(db)
+        self.api_url_getter = api_url_getter
+        self.on_jobs_created = on_jobs_created
+        self.resolve_secret = resolve_secret or _literal_only
+        self.triggers = [Trigger(t, base_dir=config.base_dir) for t in config.triggers]
+        _check_unique_names(self.triggers)
+        check_buckets(self.triggers, config, storage.local_stores)
+        check_loops(self.triggers, [*storage.local_stores.values(), S3Locator()])
+        self.sources: list[Source] = []
+        self._source_stores: dict[str, str | None] = {}
+        for index, source_config in enumerate(config.sources):
+            self.sources.append(self._build_source(index, source_config, settle_s))
+        self._dispatch_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._retry_thread: threading.Thread | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the sources, and the dispatcher thread that first settles what an earlier run
+        left pending, then retries pending events every RETRY_S. Returns at once: it may be
+        called from an event loop, and handlers must not run there."""
+        if self._retry_thread is not None:
+            return
+        self._stop.clear()
+        self._retry_thread = threading.Thread(
+            target=self._retry_loop, name="event-dispatch", daemon=True
+        )
+        self._retry_thread.start()
+        for source in self.sources:
+            source.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the sources and the retrier (events already stored stay stored)."""
+        self._stop.set()
+        for source in self.sources:
+            source.stop(timeout)
+        if self._retry_thread is not None:
+            self._retry_thread.join(timeout)
+        self._retry_thread = None
+
+    # --- events in ----------------------------------------------------------------------
+
+    def ingest(self, events: Sequence[S3Event], source: str) -> list[EventRecord]:
+        """Store `events` durably (duplicates as duplicates), then dispatch the new ones.
+
+        Returns the events' records; once this returns they are committed, whatever the
+        dispatch did (a dispatch that failed for want of the database is retried later).
+        """
+        records = self.inbox.record(events, source)
+        fresh = [r.id for r in records if r.outcome == Outcome.PENDING]
+        if not fresh:
+            return records
+        try:
+            self._dispatch(fresh)
+        except Exception:
+            log.exception(
+                "dispatching %d events from %s failed; they stay pending", len(fresh), source
+            )
+        return self.inbox.get_many([r.id for r in records])
+
+    def reject(self, source: str, body: bytes | str, reason: str) -> EventRecord:
+        """Record a body that could not be parsed."""
+        return self.inbox.record_rejected(source, body, reason)
+
+    def dispatch_pending(self) -> int:
+        """Dispatch every stored event not dispatched yet; returns how many were settled."""
+        settled = 0
+        while True:
+            pending = [r.id for r in self.inbox.pending(limit=500)]
+            if not pending:
+                return settled
+            done = self._dispatch(pending)
+            settled += done
+            if done == 0:  # all postponed (handlers waiting for the API): try again later
+                return settled
+
+    # --- reads for the API, CLI and metrics -----------------------------------------------
+
+    @property
+    def webhook_sources(self) -> list[WebhookSource]:
+        return [s for s in self.sources if isinstance(s, WebhookSource)]
+
+    def trigger_counts(self) -> dict[str, dict[str, int]]:
+        """Per trigger name: events it turned into jobs (`matched`) and failed on (`failed`)."""
+        counts = self.inbox.trigger_counts()
+        return {t.name: counts.get(t.name, {"matched": 0, "failed": 0}) for t in self.triggers}
+
+    def trigger_infos(self) -> list[dict[str, Any]]:
+        """Each trigger as `GET /v1/triggers` shows it, with its counts."""
+        counts = self.trigger_counts()
+        return [{**t.info(), "counts": counts[t.name]} for t in self.triggers]
+
+    def metrics_counts(self) -> dict[tuple[str, str], int]:
+        """Events by (source, outcome), for the Prometheus metrics."""
+        return self.inbox.counts()
+
+    def locator_for(self, source: str) -> Locator:
+        """How objects reported by `source` are named: their store's scheme."""
+        store = self._source_stores.get(source)
+        if store is None and len(self.config.stores) == 1:
+            store = next(iter(self.config.stores))
+        if store is not None and store in self.storage.local_stores:
+            return self.storage.local_stores[store]
+        return S3Locator()
+
+    # --- dispatch -----------------------------------------------------------------------
+
+    def _dispatch(self, event_ids: Sequence[int]) -> int:
+        """Settle each still-pending event of `event_ids`; returns how many were settled."""
+        settled = 0
+        created = False
+        with self._dispatch_lock:
+            for event_id in event_ids:
+                try:
+                    record = self.inbox.get(event_id)
+                except NotFound:
+                    continue
+                if record.outcome != Outcome.PENDING:
+                    continue  # settled meanwhile by another dispatcher
+                outcome = self._dispatch_one(record)
+                if outcome is None:
+                    continue
+                settled += 1
+                created = created or outcome
+        if created and self.on_jobs_created is not None:
+            self.on_jobs_created()
+        return settled
+
+    def _dispatch_one(self, record: EventRecord) -> bool | None:
+        """Match and act on one event; whether a job was created, None if postponed."""
+        event = event_from_record(record)
+        matching = [t for t in self.triggers if t.matches(event)]
+        if not matching:
+            self.inbox.mark(record.id, Outcome.IGNORED, reason=self._ignored_reason(event))
+            return False
+        api_url = self.api_url_getter() if self.api_url_getter is not None else None
+        if (
+            self.api_url_getter is not None
+            and api_url is None
+            and any(t.kind == "handler" for t in matching)
+        ):
+            return None  # the handler's SDK calls need the API: wait until it serves
+        locator = self.locator_for(record.source)
+        dispatches: list[Dispatch] = []
+        created = False
+        for trigger in matching:
+            if trigger.kind == "rule":
+                dispatch, was_created = self._create_job(trigger, event, record, locator)
+                created = created or was_created
+            else:
+                dispatch = self._call_handler(trigger, event, record, api_url)
+            dispatches.append(dispatch)
+        errors = [f"{d.trigger}: {d.error}" for d in dispatches if d.error]
+        if errors:
+            self.inbox.mark(
+                record.id, Outcome.FAILED, reason="; ".join(errors), dispatches=dispatches
+            )
+        else:
+            self.inbox.mark(record.id, Outcome.MATCHED, dispatches=dispatches)
+        return created
+
+    def _create_job(
+        self, trigger: Trigger, event: S3Event, record: EventRecord, locator: Locator
+    ) -> tuple[Dispatch, bool]:
+        try:
+            spec = trigger.render(event, locator)
+        except AutoInferError as error:
+            log.warning("event %s: trigger %s: %s", record.id, trigger.name, error)
+            return Dispatch(trigger.name, error=str(error)), False
+        job, created = self.jobs.create(
+            spec,
+            job_id=trigger.job_id(event),
+            source=f"trigger:{trigger.name}",
+            event_id=str(record.id),
+            max_attempts=trigger.config.max_attempts,
+        )
+        return Dispatch(trigger.name, job_id=job.id), created
+
+    def _call_handler(
+        self, trigger: Trigger, event: S3Event, record: EventRecord, api_url: str | None
+    ) -> Dispatch:
+        context = LambdaContext(
+            function_name=trigger.name,
+            aws_request_id=str(record.id),
+            invoked_function_arn=f"arn:autoinfer:trigger:{trigger.name}",
+            log_stream_name=f"event-{record.id}",
+            autoinfer_url=api_url,
+        )
+        try:
+            trigger.call_handler(event, context)
+        except Exception as error:  # the handler is user code: any failure is the event's
+            log.exception("event %s: handler of trigger %s raised", record.id, trigger.name)
+            return Dispatch(trigger.name, error=f"handler raised {type(error).__name__}: {error}")
+        return Dispatch(trigger.name, job_id=self._handler_job(trigger, event))
+
+    def _handler_job(self, trigger: Trigger, event: S3Event) -> str | None:
+        """The job the handler created through the SDK, if any (POST /v1/jobs derives its id
+        from the Idempotency-Key as `deterministic_job_id("api", key)`)."""
+        job_id = deterministic_job_id("api", trigger.idempotency_key(event))
+        try:
+            return self.jobs.get(job_id).id
+        except NotFound:
+            return None
+
+    def _ignored_reason(self, event: S3Event) -> str:
+        same_bucket = [t for t in self.triggers if t.bucket == event.bucket]
+        if not same_bucket:
+            return f"no trigger for bucket {event.bucket!r}"
+        rules = "; ".join(
+            f"{t.name}: prefix {t.prefix!r}, suffix {t.suffix!r}, events {t.config.events}"
+            for t in same_bucket
+        )
+        return (
+            f"no trigger for bucket {event.bucket!r} matches key {event.key!r} "
+            f"({event.event_name}); triggers on that bucket: {rules}"
+        )
+
+    def _retry_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.dispatch_pending()
+            except Exception:
+                log.exception("dispatching pending events failed; trying again in %s s", RETRY_S)
+            if self._stop.wait(RETRY_S):
+                return
+
+    # --- sources ------------------------------------------------------------------------
+
+    def _build_source(self, index: int, config: SourceConfig, settle_s: float) -> Source:
+        where = f"sources[{index}] ({config.type})"
+        name = source_name(config)
+        if name in self._source_stores:
+            name = f"{name}#{index}"
+        store = config.store
+        if store is not None and store not in self.config.stores:
+            known = ", ".join(sorted(self.config.stores)) or "none"
+            raise ConfigError(f"{where}: store {store!r} is not configured (configured: {known})")
+        if config.type == "watch":
+            local = self._local_store_for(config, where)
+            store = local.name
+            source: Source = WatchSource(
+                name,
+                local,
+                self.ingest,
+                SourceCursor(self.db, name),
+                rescan_s=config.rescan_s,
+                settle_s=settle_s,
+            )
+        elif config.type == "webhook":
+            source = WebhookSource(name, config.token, store)
+        elif config.type == "poll":
+            if not config.bucket:
+                raise ConfigError(f"{where}: a poll source needs a `bucket`")
+            if store is None and len(self.config.stores) == 1:
+                store = next(iter(self.config.stores))
+            if store is None:
+                raise ConfigError(f"{where}: name the `store` to poll")
+            locator = self.storage.local_stores.get(store) or S3Locator()
+            source = PollSource(
+                name,
+                self.storage,
+                locator,
+                config.bucket,
+                config.prefix,
+                self.ingest,
+                SourceCursor(self.db, name),
+                interval_s=config.interval_s,
+                backfill=config.backfill,
+            )
+        else:  # sqs: boto3 is imported only when a queue is configured
+            from autoinfer.events.sqs import SqsSource
+
+            source = SqsSource.from_config(
+                name,
+                config,
+                self.config.stores,
+                self.resolve_secret,
+                self.ingest,
+                reject=self.reject,
+            )
+        self._source_stores[name] = store
+        return source
+
+    def _local_store_for(self, config: SourceConfig, where: str):  # type: ignore[no-untyped-def]
+        local = self.storage.local_stores
+        if config.store is not None:
+            try:
+                return self.storage.local_store(config.store)
+            except ConfigError as error:
+                raise ConfigError(f"{where}: {error}") from None
+        if len(local) == 1:
+            return next(iter(local.values()))
+        raise ConfigError(
+            f"{where}: name the local `store` to watch (local stores: {', '.join(local) or 'none'})"
+        )
+
+
+def event_from_record(record: EventRecord) -> S3Event:
+    """The event a stored record describes (for dispatching it after a restart)."""
+    assert record.bucket is not None and record.key is not None and record.event_name is not None
+    assert record.event_time is not None
+    return S3Event(
+        bucket=record.bucket,
+        key=record.key,
+        event_name=record.event_name,
+        event_time=record.event_time,
+        size=record.size,
+        etag=record.etag,
+        version_id=record.version_id,
+        sequencer=record.sequencer,
+        flavour=record.flavour or "aws",  # type: ignore[arg-type]
+        raw=record.raw or {},
+    )
+
+
+def _literal_only(value: str) -> str:
+    if value.startswith("secret:"):
+        raise ConfigError(f"{value!r}: no secret store to resolve it from")
+    return value
+
+
+def _check_unique_names(triggers: Sequence[Trigger]) -> None:
+    seen: set[str] = set()
+    for trigger in triggers:
+        if trigger.name in seen:
+            raise ConfigError(f"trigger {trigger.name!r}: two triggers have this name")
+        seen.add(trigger.name)
