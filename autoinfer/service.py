@@ -7,17 +7,18 @@ import os
 import secrets
 from pathlib import Path
 
-from autoinfer.api.auth import constant_time_equal
 from autoinfer.config import Config
 from autoinfer.db import Database, default_url
-from autoinfer.errors import ConfigError
+from autoinfer.errors import AuthError
 from autoinfer.executors import Executor, LocalExecutor
 from autoinfer.gallery import Gallery
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import JobService, deterministic_job_id
 from autoinfer.jobs.spec import JobSpec
+from autoinfer.keys import Keys
 from autoinfer.runner import RunnerContext
-from autoinfer.storage import StorageRegistry
+from autoinfer.secrets import Secrets, install_log_redaction, load_master_key
+from autoinfer.storage import open_registry
 
 log = logging.getLogger("autoinfer.service")
 
@@ -32,8 +33,11 @@ class AutoInferService:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(config.database_url or default_url(self.data_dir))
         self.jobs = JobService(self.db)
-        self.storage = StorageRegistry(config.stores, base_dir=config.base_dir)
+        self.secrets = Secrets(self.db, load_master_key(self.data_dir))
+        install_log_redaction(self.secrets.redactor)
+        self.storage = open_registry(config, self.resolve_secret)
         self.api_key = self._load_api_key()
+        self.keys = Keys(self.db, bootstrap=self.api_key)
         self.url: str | None = None  # set once the HTTP server is listening
         self._predictors = None
         self.runner_context = RunnerContext(
@@ -42,12 +46,21 @@ class AutoInferService:
             scratch_root=self.data_dir / "scratch",
             predictors=self,  # the pool starts lazily on the first built-in job
             resolve_env=self.resolve_secret,
+            redact=self.redact,
             gallery=Gallery(self.data_dir / "gallery"),
         )
         self.executor: Executor = self._make_executor()
         from autoinfer.pipeline import EventPipeline
 
-        self.pipeline = EventPipeline(config, self.db, self.jobs, self.storage, on_jobs_created=self.executor.wake)
+        self.pipeline = EventPipeline(
+            config,
+            self.db,
+            self.jobs,
+            self.storage,
+            api_url_getter=lambda: self.url,
+            on_jobs_created=self.executor.wake,
+            resolve_secret=self.resolve_secret,
+        )
         self._started = False
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -132,14 +145,21 @@ class AutoInferService:
         return self.data_dir / "api_key"
 
     def check_api_key(self, token: str) -> bool:
-        return self.api_key is not None and constant_time_equal(token, self.api_key)
+        """Whether `token` may post events (the webhook's fallback when it has no token of its
+        own): False for an unknown or revoked key, Forbidden for a key whose role is too low."""
+        try:
+            self.keys.authorize(token, "POST", "/v1/events/s3")
+        except AuthError:
+            return False
+        return True
 
     def resolve_secret(self, value: str) -> str:
-        """Resolve `secret:NAME` references; other values are returned as they are."""
+        """Resolve `secret:NAME` references (stored secret, else AUTOINFER_SECRET_<NAME>);
+        other values are returned as they are. ConfigError naming the secret if it is unknown."""
         if not value.startswith("secret:"):
             return value
-        name = value.removeprefix("secret:")
-        env_name = "AUTOINFER_SECRET_" + name.upper().replace("-", "_")
-        if env_name in os.environ:
-            return os.environ[env_name]
-        raise ConfigError(f"secret {name!r} is not set (set {env_name})")
+        return self.secrets.resolve(value.removeprefix("secret:"))
+
+    def redact(self, text: str) -> str:
+        """`text` with every known secret value replaced by `***`."""
+        return self.secrets.redactor(text)

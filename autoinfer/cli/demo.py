@@ -103,7 +103,6 @@ def demo(
         output = workspace / "buckets" / BUCKET / "processed" / f"{name}.zip"
         _print_predictions(output)
         console.print(f"\npredictions archive: [bold]{output}[/bold]", highlight=False)
-        console.print(f"log:   autoinfer jobs logs {job.id} --url {server.url}  (while the service runs)", highlight=False)
 
 
 def _wait_for_job(client, name: str, timeout: float):  # type: ignore[no-untyped-def]
