@@ -89,3 +89,10 @@ class JobStopped(AutoInferError):
     """The job was stopped on request while a step ran."""
 
     code = "job_stopped"
+
+
+class Forbidden(AutoInferError):
+    """The API key is valid but its role does not allow the request."""
+
+    code = "forbidden"
+    status_code = 403

@@ -20,10 +20,19 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from autoinfer.errors import AuthError, AutoInferError, Conflict, JobFailed, NotFound, SpecError
+from autoinfer.errors import (
+    AuthError,
+    AutoInferError,
+    Conflict,
+    Forbidden,
+    JobFailed,
+    NotFound,
+    SpecError,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = ("finished", "failed", "stopped")
@@ -46,7 +55,7 @@ class APIError(AutoInferError):
         self.status, self.code, self.message = status, code, message
 
 
-_ERRORS = {401: AuthError, 404: NotFound, 409: Conflict, 422: SpecError}
+_ERRORS = {401: AuthError, 403: Forbidden, 404: NotFound, 409: Conflict, 422: SpecError}
 
 
 class AutoInfer:
@@ -59,6 +68,8 @@ class AutoInfer:
         self.jobs = Jobs(self)
         self.events = Events(self)
         self.triggers = Triggers(self)
+        self.keys = Keys(self)
+        self.secrets = Secrets(self)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"} if self.key else {}
@@ -264,6 +275,44 @@ class Triggers:
         return (await self._client._request("GET", "/v1/triggers"))["triggers"]
 
 
+class Keys:
+    """`client.keys` (admin keys only): create, list and revoke API keys."""
+
+    def __init__(self, client: AutoInfer) -> None:
+        self._client = client
+
+    async def create(self, name: str, role: str = "read") -> dict:
+        """A new key; the returned `key` field is the only time the key is ever shown."""
+        return await self._client._request("POST", "/v1/keys", json={"name": name, "role": role})
+
+    async def list(self) -> list[dict]:
+        """Every key with its role and times (revoked ones included); never the keys."""
+        return (await self._client._request("GET", "/v1/keys"))["keys"]
+
+    async def revoke(self, key: str) -> dict:
+        """Revoke the key with this id, or the live key with this name."""
+        return await self._client._request("DELETE", f"/v1/keys/{quote(key, safe='')}")
+
+
+class Secrets:
+    """`client.secrets` (admin keys only): set, list and remove encrypted secrets."""
+
+    def __init__(self, client: AutoInfer) -> None:
+        self._client = client
+
+    async def set(self, name: str, value: str) -> dict:
+        """Store or replace secret `name`; returns its name and times, never the value."""
+        path = f"/v1/secrets/{quote(name, safe='')}"
+        return await self._client._request("PUT", path, json={"value": value})
+
+    async def list(self) -> list[dict]:
+        """Secret names with their times."""
+        return (await self._client._request("GET", "/v1/secrets"))["secrets"]
+
+    async def remove(self, name: str) -> None:
+        await self._client._request("DELETE", f"/v1/secrets/{quote(name, safe='')}")
+
+
 def idempotency_key_var_value() -> str | None:
     return idempotency_key.get()
 
@@ -315,7 +364,7 @@ class _Blocking:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._target, name)
-        if isinstance(value, (Jobs, Events, Triggers)):
+        if isinstance(value, (Jobs, Events, Triggers, Keys, Secrets)):
             return _Blocking(value)
         if not callable(value) or not asyncio.iscoroutinefunction(value):
             return value

@@ -24,7 +24,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AutoInferError)
     async def _ours(request: Request, error: AutoInferError) -> JSONResponse:
         status = 401 if isinstance(error, AuthError) else error.status_code
-        return error_response(status, error.code, str(error))
+        return error_response(status, error.code, _redact(request, str(error)))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -32,17 +32,23 @@ def install_error_handlers(app: FastAPI) -> None:
         for item in error.errors():
             loc = [str(p) for p in item.get("loc", ()) if p != "body"]
             parts.append(f"{'.'.join(loc) or 'body'}: {item.get('msg', 'invalid')}")
-        return error_response(422, "invalid_request", "; ".join(parts))
+        return error_response(422, "invalid_request", _redact(request, "; ".join(parts)))
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, error: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return error_response(error.status_code, code, str(error.detail))
+        return error_response(error.status_code, code, _redact(request, str(error.detail)))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "internal error; see the service log")
+
+
+def _redact(request: Request, message: str) -> str:
+    """`message` with the service's known secret values replaced by `***`."""
+    redact = getattr(request.app.state.service, "redact", None)
+    return redact(message) if redact is not None else message
 
 
 __all__ = ["describe_validation_error", "error_response", "install_error_handlers"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from autoinfer.cli import demo, events, jobs, push, serve
+from autoinfer.cli import demo, events, jobs, keys, push, secrets, serve
 
 app = typer.Typer(
     help="autoinfer: new data in a bucket becomes predictions next to it.",
@@ -14,6 +14,8 @@ app = typer.Typer(
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(events.events_app, name="events")
 app.add_typer(events.triggers_app, name="triggers")
+app.add_typer(keys.app, name="keys")
+app.add_typer(secrets.app, name="secrets")
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("push")(push.push)
