@@ -47,7 +47,7 @@ class Database:
         self.url = url
         self.engine: Engine = _make_engine(url)
         # Import the table modules so that their classes are registered on Base.
-        from autoinfer import inbox  # noqa: F401
+        from autoinfer import inbox, keys, secrets  # noqa: F401
         from autoinfer.jobs import store  # noqa: F401
 
         Base.metadata.create_all(self.engine)

@@ -145,7 +145,6 @@ class Keys:
     def __init__(self, db: Database, bootstrap: str | None = None) -> None:
         self.db = db
         self.bootstrap = bootstrap
-        Base.metadata.create_all(db.engine, tables=[KeyRow.__table__])  # type: ignore[list-item]
 
     def create(self, name: str, role: Role | str = Role.READ) -> CreatedKey:
         """A new random key; Conflict if a live key already has `name`."""

@@ -29,6 +29,7 @@ from autoinfer.storage import StorageRegistry, join_uri
 from autoinfer.storage.archives import ArchiveLimits, archive_kind, extract, make_zip
 
 GIB = 1024**3
+SERVICE_ONLY_ENV = ("AUTOINFER_", "TRAINML_", "AWS_")
 KILL_GRACE_S = 5.0
 
 
@@ -170,6 +171,7 @@ class Runner:
         return self._end(Status.STOPPED, reason)
 
     def _end(self, status: Status, reason: str | None) -> str:
+        reason = self.ctx.redact(reason) if reason else reason  # stderr may quote a secret
         if reason:
             self.log.system(f"{status.value}: {reason}")
         else:
@@ -296,7 +298,9 @@ class Runner:
 
     def job_environment(self) -> dict[str, str]:
         """The process environment of a worker command (DESIGN.md's job environment)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOINFER_", "TRAINML_"))}
+        # The service's own settings and cloud credentials stay with the service: a job gets
+        # only what its spec gives it (env values, secrets), so it reads only its inputs.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(SERVICE_ONLY_ENV)}
         paths = {
             "DATA_PATH": str(self.data_dir),
             "OUTPUT_PATH": str(self.output_dir),

@@ -226,7 +226,6 @@ class Secrets:
         self.db = db
         self._fernet = fernet
         self.redactor = redactor or Redactor()
-        Base.metadata.create_all(db.engine, tables=[SecretRow.__table__])  # type: ignore[list-item]
         self.redactor.add(*env_secret_values())
         self._load_all()
 
