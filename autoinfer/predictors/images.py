@@ -1,0 +1,170 @@
+"""Finding images in a data folder and turning each into the classifier's input tensor.
+
+Decoding is split in two: `decode_image` (file → centre crop as uint8 HWC, the expensive,
+GIL-releasing part that the pool runs in threads) and `normalize` (uint8 → float32 NCHW, cheap,
+run next to the model). `load_image` does both for one image.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from autoinfer.errors import AutoInferError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_SKIPPED_DIRS = frozenset({"__MACOSX"})
+
+
+class UnreadableImage(AutoInferError):
+    """An image file could not be decoded; `reason` is the short text for its prediction file."""
+
+    code = "unreadable_image"
+    status_code = 422
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model wants its input: resize the short side to `resize`, centre-crop `size`."""
+
+    size: int = 224
+    resize: int = 256
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @classmethod
+    def for_size(cls, size: int) -> Preprocessing:
+        """The ImageNet convention for a crop size: resize to size × 256/224."""
+        return cls(size=size, resize=round(size * 256 / 224))
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Every image below `folder`, recursively, sorted by relative path.
+
+    Any case of the known extensions counts; hidden files and folders and `__MACOSX` (the
+    resource forks macOS puts in zip files) are skipped; symlinked folders are not followed.
+    """
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS]
+        for name in files:
+            if name.startswith("."):
+                continue
+            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                found.append(Path(root, name))
+    return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
+
+
+def decode_image(path: Path, size: int = 224, resize: int | None = None) -> np.ndarray:
+    """The image's centre crop as uint8 RGB, shape (size, size, 3).
+
+    The short side is resized to `resize` (bilinear, antialiased) and the centre `size`² kept,
+    as torchvision's Resize + CenterCrop do. JPEGs are decoded at a reduced scale when the
+    image is still at least `resize` pixels on its short side (libjpeg's DCT scaling), which makes
+    big photos several times cheaper. UnreadableImage with a short reason when it can't be read.
+    """
+    resize = resize or round(size * 256 / 224)
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (resize, resize))
+            rgb = _to_rgb(ImageOps.exif_transpose(image))
+            crop = _resize_crop(rgb, size, resize)
+    except UnreadableImage:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise UnreadableImage(path, _reason(error, path)) from None
+    return np.asarray(crop, dtype=np.uint8)
+
+
+def normalize(
+    crops: np.ndarray,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> np.ndarray:
+    """uint8 crops (N, H, W, 3) or (H, W, 3) → float32 (N, 3, H, W) or (3, H, W), scaled to [0, 1]
+    and standardised per channel."""
+    scale = np.asarray([1.0 / (255.0 * s) for s in std], dtype=np.float32)
+    shift = np.asarray([m / s for m, s in zip(mean, std, strict=True)], dtype=np.float32)
+    tensor = crops.astype(np.float32) * scale - shift
+    return np.ascontiguousarray(np.moveaxis(tensor, -1, -3))
+
+
+def load_image(
+    path: Path,
+    size: int = 224,
+    *,
+    resize: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> np.ndarray:
+    """One image as the classifier's input: float32 (3, size, size); UnreadableImage if it
+    cannot be decoded."""
+    return normalize(decode_image(path, size, resize), mean, std)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode → RGB: transparency is composited on white, 16-bit and float greys are
+    scaled down rather than clipped."""
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode == "P" and "transparency" in image.info
+    ):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode.startswith("I") or image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        top = values.max(initial=0.0)
+        if image.mode == "F" and top <= 1.0:
+            values = values * 255.0
+        elif top > 255.0:
+            values = values / 257.0
+        grey = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), mode="L")
+        return grey.convert("RGB")
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def _resize_crop(image: Image.Image, size: int, resize: int) -> Image.Image:
+    width, height = image.size
+    if width <= height:
+        new_width, new_height = resize, int(resize * height / width)
+    else:
+        new_width, new_height = int(resize * width / height), resize
+    crop = min(size, new_width, new_height)
+    left = round((new_width - crop) / 2.0)
+    top = round((new_height - crop) / 2.0)
+    # Resize first, then crop, exactly as torchvision does: resizing only the kept box would be
+    # a little cheaper but moves confidences in the third decimal.
+    resized = image.resize((new_width, new_height), Image.Resampling.BILINEAR)
+    out = resized.crop((left, top, left + crop, top + crop))
+    if crop != size:  # an image smaller than the crop: pad like torchvision's CenterCrop does
+        padded = Image.new("RGB", (size, size))
+        padded.paste(out, ((size - crop) // 2, (size - crop) // 2))
+        out = padded
+    return out
+
+
+def _reason(error: BaseException, path: Path) -> str:
+    """A short, path-free reason: 'cannot identify image file', 'image file is truncated'."""
+    if isinstance(error, UnidentifiedImageError):
+        return "cannot identify image file"
+    if isinstance(error, Image.DecompressionBombError):
+        return "image is too large (decompression bomb limit)"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    text = str(error).replace(repr(str(path)), "").replace(str(path), "").strip()
+    text = re.sub(r"\s*\(.*\)$", "", text.splitlines()[0] if text else "")
+    return text or type(error).__name__
