@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from autoinfer.db import utcnow
 from autoinfer.errors import AutoInferError, JobFailed, JobStopped, StorageError
@@ -25,10 +25,12 @@ from autoinfer.gallery import Gallery
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import JobService
 from autoinfer.jobs.spec import JobSpec, Status, safe_file_name
+from autoinfer.retrying import retry_transient
 from autoinfer.storage import StorageRegistry, join_uri
 from autoinfer.storage.archives import ArchiveLimits, archive_kind, extract, make_zip
 
 GIB = 1024**3
+T = TypeVar("T")
 SERVICE_ONLY_ENV = ("AUTOINFER_", "TRAINML_", "AWS_")
 KILL_GRACE_S = 5.0
 
@@ -123,6 +125,7 @@ class Runner:
         self.output_dir = self.workdir / "output"
         self.deadline = time.monotonic() + self.spec.timeout_s
         self._timer: threading.Timer | None = None
+        self._last_stderr = ""  # the last non-blank stderr line, quoted in a failure reason
 
     # --- the life of a job --------------------------------------------------------------
 
@@ -354,13 +357,12 @@ class Runner:
         for raw in iter(pipe.readline, b""):
             line = raw.decode("utf-8", errors="replace")
             self.log.write(stream, line)
-            if stream == "stderr":
-                self._last_stderr = line.strip() or getattr(self, "_last_stderr", "")
+            if stream == "stderr" and line.strip():
+                self._last_stderr = line.strip()
         pipe.close()
 
     def _last_error_line(self) -> str:
-        last = getattr(self, "_last_stderr", "")
-        return f": {one_line(last)}" if last else ""
+        return f": {one_line(self._last_stderr)}" if self._last_stderr else ""
 
     def _remaining(self) -> float:
         return max(1.0, self.deadline - time.monotonic())
@@ -368,19 +370,30 @@ class Runner:
     # --- stage out ----------------------------------------------------------------------
 
     def _stage_out(self) -> str:
+        """Upload the output; retried through a transient store outage until the job's timeout
+        (output names are deterministic and the zip byte-identical, so a repeat overwrites)."""
         data = self.spec.data
         storage = self.ctx.storage.for_uri(data.output_uri)
         if not storage.writable:
             raise StorageError(f"{data.output_uri}: this storage cannot be written to")
         name = safe_file_name(self.spec.name)
+
+        def on_retry(error: StorageError, wait_s: float, retry: int) -> None:
+            self.log.system(f"upload failed ({error}); retry {retry} in {wait_s:.1f} s")
+
+        def retrying(call: Callable[[], T]) -> T:
+            return retry_transient(
+                call, deadline=self.deadline, cancelled=self.cancellation.event, on_retry=on_retry
+            )
+
         if data.output_options.archive:
             archive = make_zip(self.output_dir, self.workdir / f"{name}.zip")
             target = join_uri(data.output_uri, archive.name)
             self.log.system(f"uploading {archive.name} ({archive.stat().st_size} bytes) to {target}")
-            storage.upload(archive, target)
+            retrying(lambda: storage.upload(archive, target))
             return target
         target = join_uri(data.output_uri, name)
-        uploaded = storage.upload_tree(self.output_dir, target)
+        uploaded = retrying(lambda: storage.upload_tree(self.output_dir, target))
         self.log.system(f"uploaded {len(uploaded)} file(s) to {target}/")
         return target + "/"
 
