@@ -49,6 +49,8 @@ class SourceConfig(_Strict):
     interval_s: float = Field(30.0, gt=0)
     backfill: bool = False
     rescan_s: float = Field(30.0, gt=0)  # watch: periodic full rescan
+    # watch: how long a file's size and mtime must stay unchanged before it counts as written.
+    settle_s: float = Field(0.5, ge=0, le=3600)
     max_receive: int = Field(5, ge=1)  # sqs: deliveries before a poison message is left to the DLQ
     wait_time_s: int = Field(20, ge=0, le=20)  # sqs: long-poll wait
 
@@ -71,6 +73,19 @@ class ExecutorConfig(_Strict):
     max_jobs: int = Field(4, ge=1, le=1024)
     address: str | None = None  # ray
     lease_s: float = Field(30.0, gt=0)
+    # On shutdown (SIGTERM): how long running jobs may go on before they are handed back.
+    grace_s: float = Field(30.0, ge=0)
+
+
+class PredictorsConfig(_Strict):
+    """The warm predictor pool that built-in models run in (autoinfer.predictors.PredictorPool)."""
+
+    workers: int = Field(1, ge=1, le=64)  # worker processes per model
+    batch_size: int = Field(16, ge=1, le=1024)
+    max_wait_ms: int = Field(20, ge=0, le=60_000)  # how long a batch may wait to fill
+    idle_s: float = Field(300.0, gt=0)  # an idle worker is released after this
+    decode_threads: int = Field(2, ge=1, le=64)
+    threads_per_worker: int | None = Field(None, ge=1, le=256)  # None: the cores shared out
 
 
 class Config(_Strict):
@@ -84,6 +99,7 @@ class Config(_Strict):
     sources: list[SourceConfig] = Field(default_factory=list)
     triggers: list[TriggerConfig] = Field(default_factory=list)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    predictors: PredictorsConfig = Field(default_factory=PredictorsConfig)
     insecure: bool = False
     # The API key the service accepts (besides keys created later); "secret:NAME" allowed.
     api_key: str | None = None

@@ -45,10 +45,18 @@ class IllegalTransition(Conflict):
 
 
 class StorageError(AutoInferError):
-    """Reading or writing a storage URI failed: `StorageError("s3://b/k: NoSuchBucket")`."""
+    """Reading or writing a storage URI failed: `StorageError("s3://b/k: NoSuchBucket")`.
+
+    `transient` is True when the same call may succeed later unchanged (the store is
+    unreachable, overloaded or answered 5xx), False when it cannot (no such bucket, denied).
+    """
 
     code = "storage_error"
     status_code = 502
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class ArchiveError(StorageError):

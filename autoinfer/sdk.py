@@ -274,6 +274,11 @@ class Triggers:
     async def list(self) -> list[dict]:
         return (await self._client._request("GET", "/v1/triggers"))["triggers"]
 
+    async def redrive(self, name: str) -> dict:
+        """Re-queue the trigger's dead letters (its failed jobs); returns
+        `{"trigger", "requeued", "job_ids"}`."""
+        return await self._client._request("POST", f"/v1/triggers/{quote(name, safe='')}/redrive")
+
 
 class Keys:
     """`client.keys` (admin keys only): create, list and revoke API keys."""

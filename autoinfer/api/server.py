@@ -17,9 +17,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+#: On shutdown, how long open requests (log streams follow a job until it ends) may go on
+#: before they are cut; only then does the service stop and give running jobs their grace.
+REQUESTS_GRACE_S = 5.0
+
+
 def make_server(service, host: str, port: int, *, log_level: str = "info") -> uvicorn.Server:  # type: ignore[no-untyped-def]
     app = create_app(service)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=REQUESTS_GRACE_S,
+    )
     service.url = f"http://{host}:{port}"
     return uvicorn.Server(config)
 

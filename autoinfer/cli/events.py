@@ -1,11 +1,19 @@
-"""`autoinfer events list` and `autoinfer triggers list`."""
+"""`autoinfer events list|redrive` and `autoinfer triggers list`."""
 
 from __future__ import annotations
 
 import typer
 from rich.table import Table
 
-from autoinfer.cli.client import JsonOption, KeyOption, UrlOption, console, make_client, one_line_errors, print_json
+from autoinfer.cli.client import (
+    JsonOption,
+    KeyOption,
+    UrlOption,
+    console,
+    make_client,
+    one_line_errors,
+    print_json,
+)
 
 events_app = typer.Typer(help="Storage events received by the service.", no_args_is_help=True)
 triggers_app = typer.Typer(help="The trigger rules of the service.", no_args_is_help=True)
@@ -37,6 +45,26 @@ def list_events(
             str(event.get("job_id") or event.get("reason") or ""),
         )
     console.print(table)
+
+
+@events_app.command("redrive")
+@one_line_errors
+def redrive(
+    trigger: str = typer.Option(..., "--trigger", help="The trigger whose dead letters to re-run."),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    key: str = KeyOption,
+) -> None:
+    """Re-queue the dead letters of a trigger: its jobs whose last attempt failed.
+
+    List them first with `autoinfer jobs list --status failed` (or
+    `GET /v1/jobs?status=failed&source=trigger:NAME`)."""
+    result = make_client(url, key).triggers.redrive(trigger)
+    if as_json:
+        print_json(result)
+        return
+    requeued = result["requeued"]
+    console.print(f"re-queued {requeued} failed job(s) of trigger {trigger}", highlight=False)
 
 
 @triggers_app.command("list")

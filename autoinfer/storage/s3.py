@@ -14,6 +14,7 @@ import logging
 import mimetypes
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -29,10 +30,14 @@ from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
     ProfileNotFound,
+    ProxyConnectionError,
     ReadTimeoutError,
+    SSLError,
 )
 from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceeded
 
@@ -65,6 +70,24 @@ _DENIED = frozenset({"AccessDenied", "403", "Forbidden", "AllAccessDisabled"})
 _BAD_TOKEN = frozenset({"InvalidToken", "ExpiredToken", "TokenRefreshRequired"})
 _WRONG_REGION = frozenset({"PermanentRedirect", "AuthorizationHeaderMalformed", "301"})
 _NO_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+#: Codes that say "not now" rather than "never": throttling and server-side trouble.
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+    }
+)
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -257,9 +280,12 @@ class S3Storage(Storage):
             raise StorageError(f"{uri}: no such object or prefix")
         return dest
 
-    def upload(self, src: Path, uri: str) -> ObjectInfo:
+    def upload(
+        self, src: Path, uri: str, *, progress: Callable[[int], None] | None = None
+    ) -> ObjectInfo:
         """Write `src` as the object `uri`, in parts above `multipart_threshold` (S3 makes a
-        multipart object visible only once complete, so readers never see half of it)."""
+        multipart object visible only once complete, so readers never see half of it).
+        `progress(n)` is called (from transfer threads) as each further `n` bytes are sent."""
         bucket, key = parse_s3_uri(uri)
         if not key or key.endswith("/"):
             raise StorageError(f"{uri}: names a prefix; name the object to write")
@@ -271,7 +297,12 @@ class S3Storage(Storage):
             extra["ContentType"] = content_type
         try:
             self.client.upload_file(
-                str(src), bucket, key, ExtraArgs=extra, Config=self.transfer_config
+                str(src),
+                bucket,
+                key,
+                ExtraArgs=extra,
+                Config=self.transfer_config,
+                Callback=progress,
             )
         except AWS_ERRORS as error:  # before OSError: botocore's timeouts are OSErrors too
             raise self._error(uri, bucket, error) from None
@@ -307,6 +338,7 @@ class S3Storage(Storage):
             self.client.head_bucket(Bucket=bucket)
         except ClientError as error:
             if error_code(error) in _NOT_FOUND | {"NoSuchBucket"}:
+                count_request_error(self.name, error)
                 raise StorageError(
                     f"{uri}: bucket '{bucket}' does not exist (NoSuchBucket)"
                 ) from None
@@ -366,9 +398,29 @@ class S3Storage(Storage):
             raise StorageError(f"{uri}: cannot write {target}: {error.strerror or error}") from None
 
     def _error(self, uri: str, bucket: str, error: BaseException) -> StorageError:
+        count_request_error(self.name, error)
         reason = describe_error(error, bucket=bucket, endpoint=self.endpoint, store=self.name)
         log.debug("%s: %s", uri, reason, exc_info=error)
-        return StorageError(f"{uri}: {reason}")
+        return StorageError(f"{uri}: {reason}", transient=is_transient(error))
+
+
+#: Failed S3 requests of this process by (store, error code), for the Prometheus metrics.
+_request_errors: Counter[tuple[str, str]] = Counter()
+_request_errors_lock = threading.Lock()
+
+
+def count_request_error(store: str, error: BaseException) -> None:
+    """Count one failed request of `store` under its error code (or exception class)."""
+    cause = root_cause(error)
+    code = error_code(cause) if isinstance(cause, ClientError) else type(cause).__name__
+    with _request_errors_lock:
+        _request_errors[(store, code)] += 1
+
+
+def request_error_counts() -> dict[tuple[str, str], int]:
+    """Failed S3 requests since the process started, by (store, error code)."""
+    with _request_errors_lock:
+        return dict(_request_errors)
 
 
 def env_endpoint() -> str | None:
@@ -385,6 +437,21 @@ def error_code(error: ClientError) -> str:
     if code:
         return str(code)
     return str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "unknown"))
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether the failed call may succeed later unchanged: the endpoint could not be reached
+    or timed out, the connection broke, or the service throttled or answered 5xx. Missing
+    buckets, denied access and bad credentials are not (retrying cannot fix them)."""
+    cause = root_cause(error)
+    if isinstance(cause, ClientError):
+        status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return error_code(cause) in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500)
+    if isinstance(cause, SSLError | ProxyConnectionError):
+        return False  # a certificate or proxy setting that is wrong stays wrong
+    return isinstance(
+        cause, EndpointConnectionError | ConnectTimeoutError | HTTPClientError | IncompleteReadError
+    )
 
 
 def root_cause(error: BaseException) -> BaseException:
