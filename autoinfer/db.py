@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, create_engine, event
+from sqlalchemy import DateTime, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -50,7 +50,7 @@ class Database:
         from autoinfer import inbox, keys, secrets  # noqa: F401
         from autoinfer.jobs import store  # noqa: F401
 
-        Base.metadata.create_all(self.engine)
+        _create_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -70,6 +70,19 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+#: The PostgreSQL advisory lock that serializes schema creation (any constant would do).
+SCHEMA_LOCK_KEY = 0x6175746F696E6672  # "autoinfr"
+
+
+def _create_schema(engine: Engine) -> None:
+    """Create the missing tables. On PostgreSQL, replicas starting together on an empty
+    database take turns (an advisory lock), or both would try to create the same tables."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        Base.metadata.create_all(connection)
 
 
 def _make_engine(url: str) -> Engine:

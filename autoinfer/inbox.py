@@ -199,9 +199,13 @@ class Inbox:
         if not events:
             return []
         now = utcnow()
-        ids: list[int] = []
+        ids: list[int] = [0] * len(events)
+        # In key order, so that replicas recording overlapping batches at once wait for each
+        # other on the unique index in the same order, and never deadlock.
+        order = sorted(range(len(events)), key=lambda i: events[i].idempotency_key or "")
         with self.db.session() as session:
-            for event in events:
+            for index in order:
+                event = events[index]
                 values = _event_values(event, source, now)
                 # The insert comes first so that the transaction takes the write lock at once
                 # and a concurrent delivery of the same event waits for it, then conflicts.
@@ -214,7 +218,7 @@ class Inbox:
                     .returning(EventRow.id)
                 )
                 new_id = session.scalar(statement)
-                ids.append(
+                ids[index] = (
                     new_id if new_id is not None else _record_duplicate(session, event, values)
                 )
         return self.get_many(ids)
@@ -461,8 +465,9 @@ def _event_values(event: S3Event, source: str, now: datetime) -> dict[str, Any]:
 
 def _record_duplicate(session: Session, event: S3Event, values: dict[str, Any]) -> int:
     """Count one more delivery on the original and store this one as its duplicate."""
+    # Locked, so that concurrent duplicates (other replicas) count their deliveries one by one.
     original = session.scalars(
-        select(EventRow).where(EventRow.dedup_key == event.idempotency_key)
+        select(EventRow).where(EventRow.dedup_key == event.idempotency_key).with_for_update()
     ).one()
     original.deliveries += 1
     row = EventRow(

@@ -25,6 +25,7 @@ from autoinfer.events.watch import WatchSource
 from autoinfer.events.webhook import WebhookSource
 from autoinfer.inbox import Dispatch, EventRecord, Inbox, Outcome, SourceCursor
 from autoinfer.jobs.service import JobService, deterministic_job_id
+from autoinfer.logging_setup import log_context
 from autoinfer.storage.registry import StorageRegistry
 from autoinfer.triggers import (
     LambdaContext,
@@ -46,7 +47,8 @@ class EventPipeline:
 
     Construction validates the triggers and sources (ConfigError); `start` runs the sources.
     `api_url_getter` returns the service's URL once it serves HTTP (None before): handler
-    triggers, which call back into the API through the SDK, wait for it.
+    triggers, which call back into the API through the SDK, wait for it. `settle_s`, when
+    given, overrides every watch source's configured `settle_s`.
     """
 
     def __init__(
@@ -59,7 +61,7 @@ class EventPipeline:
         api_url_getter: Callable[[], str | None] | None = None,
         on_jobs_created: Callable[[], None] | None = None,
         resolve_secret: Callable[[str], str] | None = None,
-        settle_s: float = 1.0,
+        settle_s: float | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -185,7 +187,8 @@ class EventPipeline:
                     continue
                 if record.outcome != Outcome.PENDING:
                     continue  # settled meanwhile by another dispatcher
-                outcome = self._dispatch_one(record)
+                with log_context(event_id=event_id):
+                    outcome = self._dispatch_one(record)
                 if outcome is None:
                     continue
                 settled += 1
@@ -242,6 +245,9 @@ class EventPipeline:
             event_id=str(record.id),
             max_attempts=trigger.config.max_attempts,
         )
+        if created:
+            with log_context(job_id=job.id):
+                log.info("event %s: trigger %s created job %s", record.id, trigger.name, job.name)
         return Dispatch(trigger.name, job_id=job.id), created
 
     def _call_handler(
@@ -294,7 +300,7 @@ class EventPipeline:
 
     # --- sources ------------------------------------------------------------------------
 
-    def _build_source(self, index: int, config: SourceConfig, settle_s: float) -> Source:
+    def _build_source(self, index: int, config: SourceConfig, settle_s: float | None) -> Source:
         where = f"sources[{index}] ({config.type})"
         name = source_name(config)
         if name in self._source_stores:
@@ -312,7 +318,7 @@ class EventPipeline:
                 self.ingest,
                 SourceCursor(self.db, name),
                 rescan_s=config.rescan_s,
-                settle_s=settle_s,
+                settle_s=config.settle_s if settle_s is None else settle_s,
             )
         elif config.type == "webhook":
             source = WebhookSource(name, config.token, store)

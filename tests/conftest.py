@@ -11,7 +11,7 @@ import pytest
 
 from autoinfer.config import Config, ExecutorConfig
 
-pytest_plugins = ["tests.s3_server"]
+pytest_plugins = ["tests.s3_server", "tests.pg_server"]
 
 DATA = Path(__file__).parent / "data"
 SEED_ZIP = DATA / "images.zip"

@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from autoinfer import __version__
-from autoinfer.api import admin, health, jobs
+from autoinfer.api import admin, events, health, jobs, status, triggers
 from autoinfer.api.errors import install_error_handlers
+from autoinfer.dashboard import routes as dashboard
 
 
 def create_app(service, *, manage_lifecycle: bool = True) -> FastAPI:  # type: ignore[no-untyped-def]
@@ -36,18 +37,8 @@ def create_app(service, *, manage_lifecycle: bool = True) -> FastAPI:  # type: i
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(admin.router)
-    _include_optional(app)
-    return app
-
-
-def _include_optional(app: FastAPI) -> None:
-    """Routers of parts that may not be present in every build (events, dashboard)."""
-    from autoinfer.api import events, triggers
-
     app.include_router(events.router)
     app.include_router(triggers.router)
-    try:
-        from autoinfer.dashboard import routes as dashboard
-    except ImportError:
-        return
+    app.include_router(status.router)
     app.include_router(dashboard.router)
+    return app

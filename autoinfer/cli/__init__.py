@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from autoinfer.cli import demo, events, jobs, keys, push, secrets, serve
+from autoinfer.cli import demo, doctor, events, jobs, keys, push, secrets, serve, status
 
 app = typer.Typer(
     help="autoinfer: new data in a bucket becomes predictions next to it.",
@@ -19,5 +19,7 @@ app.add_typer(secrets.app, name="secrets")
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("push")(push.push)
+app.command("status")(status.status)
+app.command("doctor")(doctor.doctor)
 
 __all__ = ["app"]

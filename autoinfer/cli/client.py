@@ -48,7 +48,7 @@ def one_line_errors(function: F) -> F:
         try:
             return function(*args, **kwargs)
         except AutoInferError as error:
-            errors.print(f"[red]error:[/red] {error}", highlight=False)
+            errors.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None

@@ -6,11 +6,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
-from autoinfer.cli.client import console, one_line_errors
+from autoinfer.cli.client import console, errors, one_line_errors
 from autoinfer.config import load_config
 from autoinfer.errors import StorageError
-from autoinfer.storage import join_uri, open_registry
+from autoinfer.storage import ObjectInfo, Storage, join_uri, open_registry
 
 
 def destination_uri(source: Path, dest: str, now: datetime | None = None) -> str:
@@ -37,5 +45,23 @@ def push(
     config = load_config(config_file)
     target = destination_uri(file, dest_uri)
     storage = open_registry(config).for_uri(target)
-    info = storage.upload(file, target)
+    info = upload_with_progress(storage, file, target)
     console.print(f"uploaded {file} ({info.size} bytes) to {target}", highlight=False)
+
+
+def upload_with_progress(storage: Storage, file: Path, target: str) -> ObjectInfo:
+    """Upload, showing a bar of bytes sent on stderr where the backend reports them (S3)."""
+    from autoinfer.storage.s3 import S3Storage
+
+    if not isinstance(storage, S3Storage):
+        return storage.upload(file, target)  # a local copy: nothing to wait for
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=errors, transient=True) as bar:
+        task = bar.add_task(f"uploading {file.name}", total=file.stat().st_size)
+        return storage.upload(file, target, progress=lambda sent: bar.advance(task, sent))

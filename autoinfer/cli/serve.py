@@ -22,11 +22,18 @@ def serve(
     data_dir: Path = typer.Option(None, "--data-dir", help="Database, logs, scratch and model cache."),
     insecure: bool = typer.Option(False, "--insecure", help="Accept requests without an API key (local use only)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+    log_format: str = typer.Option(
+        "text", "--log-format", help="text, or json (one object per line, with job_id/event_id)."
+    ),
 ) -> None:
     """Run the service. Without a config file it serves the API alone."""
     from autoinfer.api.server import make_server
+    from autoinfer.logging_setup import FORMATS, configure_logging, route_uvicorn_logs
     from autoinfer.service import AutoInferService
 
+    if log_format not in FORMATS:
+        choices = ", ".join(FORMATS)
+        raise typer.BadParameter(f"{log_format!r}: use one of {choices}", param_hint="--log-format")
     if config_file is None and Path("autoinfer.yaml").is_file():
         config_file = Path("autoinfer.yaml")
     config = load_config(config_file)
@@ -35,12 +42,22 @@ def serve(
         config.api = config.api.model_copy(update=updates)
     if data_dir is not None:
         config.data_dir = data_dir.resolve()
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, log_format)  # type: ignore[arg-type]
     service = AutoInferService(config, insecure=insecure or config.insecure)
     if service.insecure:
-        stderr.print("[yellow]--insecure: the API accepts requests without a key. Local use only.[/yellow]")
+        _notice(log_format, "--insecure: the API accepts requests without a key. Local use only.", "yellow")
     else:
-        stderr.print(f"API key: in {service.api_key_file} (or AUTOINFER_API_KEY); send 'Authorization: Bearer <key>'", highlight=False)
-    stderr.print(f"autoinfer on http://{config.api.host}:{config.api.port}  (data in {service.data_dir})", highlight=False)
+        _notice(log_format, f"API key: in {service.api_key_file} (or AUTOINFER_API_KEY); send 'Authorization: Bearer <key>'")
+    _notice(log_format, f"autoinfer on http://{config.api.host}:{config.api.port}  (data in {service.data_dir})")
     server = make_server(service, config.api.host, config.api.port, log_level=log_level)
+    route_uvicorn_logs()  # uvicorn installed its own handlers just now
     server.run()
+
+
+def _notice(log_format: str, message: str, style: str | None = None) -> None:
+    """A startup notice: a log record in JSON mode (every stderr line is JSON), else rich text."""
+    if log_format == "json":
+        level = logging.WARNING if style else logging.INFO
+        logging.getLogger("autoinfer.serve").log(level, message)
+    else:
+        stderr.print(message, style=style, highlight=False)

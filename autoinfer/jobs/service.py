@@ -290,9 +290,14 @@ class JobService:
             condition = JobRow.lease_expires_at < now
             if owner is not None:
                 condition = or_(condition, JobRow.lease_owner == owner)
-            rows = session.scalars(
-                select(JobRow).where(JobRow.status.in_([s.value for s in LIVE_CLAIMED]), condition)
-            ).all()
+            query = select(JobRow).where(
+                JobRow.status.in_([s.value for s in LIVE_CLAIMED]), condition
+            )
+            if not self.db.is_sqlite:
+                # Replicas recover concurrently: each expired job is requeued by one of them,
+                # and a job claimed again meanwhile is seen as it is now (not expired).
+                query = query.with_for_update(skip_locked=True)
+            rows = session.scalars(query).all()
             for row in rows:
                 reason = f"attempt {row.attempt} lost its executor ({row.lease_owner})"
                 if row.stop_requested:

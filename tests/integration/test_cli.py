@@ -66,7 +66,7 @@ def test_logs_follow_prints_lines_while_the_job_runs(api: RunningService, seed_z
     output = []
     for line in follower.stdout:
         output.append(line)
-        if "tick 2" in line:
+        if line.rstrip().endswith(" tick 2"):
             seen_while_running = client.jobs.get(job.id).status == "running"
     follower.wait(timeout=60)
     assert seen_while_running, "log lines only appeared after the job ended"
