@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,6 +53,12 @@ class Database:
 
         _create_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite lets one writer in at a time and makes the others poll it with growing
+        # sleeps; the threads of this process take turns on a lock instead (readers too: a
+        # session is short), which under load is both faster and cheaper.
+        self._turn: AbstractContextManager[object] = (
+            threading.RLock() if self.is_sqlite else nullcontext()
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -60,7 +67,7 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose work is committed on success and rolled back on error."""
-        with self._sessions() as session:
+        with self._turn, self._sessions() as session:
             try:
                 yield session
                 session.commit()

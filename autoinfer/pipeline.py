@@ -40,6 +40,8 @@ log = logging.getLogger("autoinfer.pipeline")
 
 #: How often pending events (left by a crash or a failed dispatch) are retried.
 RETRY_S = 5.0
+#: Events read from the inbox at once when dispatching.
+DISPATCH_READ = 100
 
 
 class EventPipeline:
@@ -176,25 +178,26 @@ class EventPipeline:
     # --- dispatch -----------------------------------------------------------------------
 
     def _dispatch(self, event_ids: Sequence[int]) -> int:
-        """Settle each still-pending event of `event_ids`; returns how many were settled."""
+        """Settle each still-pending event of `event_ids`; returns how many were settled.
+
+        The executor is woken as each job is created, so the first jobs of a large batch run
+        while the rest are still being dispatched.
+        """
         settled = 0
-        created = False
         with self._dispatch_lock:
-            for event_id in event_ids:
-                try:
-                    record = self.inbox.get(event_id)
-                except NotFound:
-                    continue
-                if record.outcome != Outcome.PENDING:
-                    continue  # settled meanwhile by another dispatcher
-                with log_context(event_id=event_id):
-                    outcome = self._dispatch_one(record)
-                if outcome is None:
-                    continue
-                settled += 1
-                created = created or outcome
-        if created and self.on_jobs_created is not None:
-            self.on_jobs_created()
+            for start in range(0, len(event_ids), DISPATCH_READ):
+                # Read under the lock, a chunk at a time: an event that another dispatcher of
+                # this process settled meanwhile is skipped (`mark` settles only pending ones).
+                for record in self.inbox.get_many(event_ids[start : start + DISPATCH_READ]):
+                    if record.outcome != Outcome.PENDING:
+                        continue  # settled meanwhile by another dispatcher
+                    with log_context(event_id=record.id):
+                        outcome = self._dispatch_one(record)
+                    if outcome is None:
+                        continue
+                    settled += 1
+                    if outcome and self.on_jobs_created is not None:
+                        self.on_jobs_created()
         return settled
 
     def _dispatch_one(self, record: EventRecord) -> bool | None:

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from autoinfer.db import utcnow
 from autoinfer.errors import AutoInferError, JobFailed, JobStopped, StorageError
-from autoinfer.gallery import Gallery
+from autoinfer.gallery import Gallery, Thumbnails
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import JobService
 from autoinfer.jobs.spec import JobSpec, Status, safe_file_name
@@ -33,6 +33,8 @@ GIB = 1024**3
 T = TypeVar("T")
 SERVICE_ONLY_ENV = ("AUTOINFER_", "TRAINML_", "AWS_")
 KILL_GRACE_S = 5.0
+PROGRESS_EVERY_S = 0.25  # a running job's images done/total is stored at most this often
+LOG_FLUSH_S = 0.5  # buffered log lines reach the store at least this often
 
 
 class Predictors(Protocol):
@@ -48,6 +50,8 @@ class Predictors(Protocol):
         progress: Callable[[int, int], None] | None = None,
         cancelled: threading.Event | None = None,
     ) -> dict: ...
+
+    # A pool whose `makes_thumbnails` is true also takes `thumbnails=` (gallery.Thumbnails).
 
 
 @dataclass
@@ -69,29 +73,39 @@ class Cancellation:
 
 
 class JobLog:
-    """Buffers a job's log lines and writes them to the store in small batches."""
+    """Buffers a job's log lines and writes them to the store in small batches: at 50 lines,
+    or when a line comes LOG_FLUSH_S after the last write, or at `flush_if_due`."""
 
     def __init__(self, jobs: JobService, job_id: str, redact: Callable[[str], str] = str) -> None:
         self._jobs, self._job_id, self._redact = jobs, job_id, redact
         self._buffer: list[tuple[datetime, str, str]] = []
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()  # one flush at a time, so lines stay in order
         self._last_flush = time.monotonic()
 
     def write(self, stream: str, line: str) -> None:
         with self._lock:
             self._buffer.append((utcnow(), stream, self._redact(line.rstrip("\r\n"))))
-            due = len(self._buffer) >= 50 or time.monotonic() - self._last_flush > 0.2
+            due = len(self._buffer) >= 50 or time.monotonic() - self._last_flush > LOG_FLUSH_S
         if due:
             self.flush()
 
     def system(self, message: str) -> None:
         self.write("system", message)
 
-    def flush(self) -> None:
+    def flush_if_due(self) -> None:
+        """Write lines that have waited LOG_FLUSH_S (a process that went quiet after them)."""
         with self._lock:
-            lines, self._buffer = self._buffer, []
-            self._last_flush = time.monotonic()
-        self._jobs.append_log(self._job_id, lines)
+            due = bool(self._buffer) and time.monotonic() - self._last_flush > LOG_FLUSH_S
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._flushing:
+            with self._lock:
+                lines, self._buffer = self._buffer, []
+                self._last_flush = time.monotonic()
+            self._jobs.append_log(self._job_id, lines)
 
 
 @dataclass
@@ -269,7 +283,7 @@ class Runner:
     # --- run ----------------------------------------------------------------------------
 
     def _run_model(self) -> dict | None:
-        if self.spec.model.source_type == "builtin" and not self.spec.workers:
+        if runs_in_predictor_pool(self.job.spec):
             return self._run_builtin()
         for command in self.spec.workers:
             self._run_command(command)
@@ -278,13 +292,19 @@ class Runner:
     def _run_builtin(self) -> dict:
         if self.ctx.predictors is None:
             raise JobFailed("built-in models are not available in this executor")
-        total_seen = [0]
+        stored = [time.monotonic()]  # when progress was last stored (a short job: once, at the end)
 
         def progress(done: int, total: int) -> None:
-            if total_seen[0] != total or done == total or done % 8 == 0:
+            now = time.monotonic()
+            if done == total or now - stored[0] >= PROGRESS_EVERY_S:
                 self.ctx.jobs.set_progress(self.job.id, done, total)
-            total_seen[0] = total
+                stored[0] = now
 
+        gallery = self.ctx.gallery
+        # The gallery's thumbnails, made from the images as the pool decodes them (if it can).
+        thumbnails = None
+        if gallery is not None and getattr(self.ctx.predictors, "makes_thumbnails", False):
+            thumbnails = Thumbnails()
         manifest = self.ctx.predictors.classify(
             self.spec.model.source_uri,
             self.data_dir,
@@ -292,11 +312,14 @@ class Runner:
             labels_uri=self.spec.model.labels_uri,
             progress=progress,
             cancelled=self.cancellation.event,
+            **({"thumbnails": thumbnails} if thumbnails is not None else {}),
         )
         images, errors = manifest.get("images", 0), manifest.get("errors", 0)
         self.log.system(f"classified {images} image(s), {errors} could not be decoded")
-        if self.ctx.gallery is not None:
-            self.ctx.gallery.save(self.job.id, self.data_dir, self.output_dir)
+        if gallery is not None and thumbnails is not None:
+            gallery.save(self.job.id, self.data_dir, self.output_dir, thumbnails)
+        elif gallery is not None:
+            gallery.save(self.job.id, self.data_dir, self.output_dir)
         return manifest.get("model", manifest)
 
     def job_environment(self) -> dict[str, str]:
@@ -345,6 +368,7 @@ class Runner:
             if self.cancellation.event.wait(0.1):
                 kill_process_group(process)
                 break
+            self.log.flush_if_due()
         for reader in readers:
             reader.join(timeout=5)
         self.log.flush()
@@ -396,6 +420,13 @@ class Runner:
         uploaded = retrying(lambda: storage.upload_tree(self.output_dir, target))
         self.log.system(f"uploaded {len(uploaded)} file(s) to {target}/")
         return target + "/"
+
+
+def runs_in_predictor_pool(spec: dict[str, Any]) -> bool:
+    """Whether a job (its spec as stored) runs a built-in model in the shared warm predictor
+    pool rather than worker commands of its own; such a job needs no cores of its own."""
+    model = spec.get("model") or {}
+    return model.get("source_type") == "builtin" and not spec.get("workers")
 
 
 def kill_process_group(process: subprocess.Popen) -> None:  # type: ignore[type-arg]

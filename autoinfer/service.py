@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 from pathlib import Path
 
 from autoinfer.config import Config
@@ -40,6 +41,7 @@ class AutoInferService:
         self.keys = Keys(self.db, bootstrap=self.api_key)
         self.url: str | None = None  # set once the HTTP server is listening
         self._predictors = None
+        self._predictors_lock = threading.Lock()
         self.runner_context = RunnerContext(
             jobs=self.jobs,
             storage=self.storage,
@@ -74,7 +76,11 @@ class AutoInferService:
         self.pipeline.start()
         log.info("autoinfer service started (data in %s)", self.data_dir)
 
-    def stop(self, grace_s: float = 30.0) -> None:
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop taking work; running jobs get `grace_s` (default `executor.grace_s`) to finish,
+        then are handed back to the queue for the next start."""
+        if grace_s is None:
+            grace_s = self.config.executor.grace_s
         if not self._started:
             return
         self._started = False
@@ -96,11 +102,23 @@ class AutoInferService:
 
     @property
     def predictors(self):  # type: ignore[no-untyped-def]
-        if self._predictors is None:
-            from autoinfer.predictors.pool import PredictorPool
+        with self._predictors_lock:  # concurrent first jobs must share one pool
+            if self._predictors is None:
+                from autoinfer.predictors.pool import PredictorPool
 
-            self._predictors = PredictorPool(self.config.cache_path)
-        return self._predictors
+                settings = self.config.predictors
+                self._predictors = PredictorPool(
+                    self.config.cache_path,
+                    workers=settings.worker_count,
+                    batch_size=settings.batch_size,
+                    max_wait_ms=settings.max_wait_ms,
+                    idle_s=settings.idle_s,
+                    decode_threads=settings.decode_threads,
+                    threads_per_worker=settings.threads_per_worker,
+                )
+            return self._predictors
+
+    makes_thumbnails = True  # the pool's classify takes `thumbnails`
 
     def classify(self, *args, **kwargs) -> dict:  # type: ignore[no-untyped-def]
         return self.predictors.classify(*args, **kwargs)

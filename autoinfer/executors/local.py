@@ -1,34 +1,33 @@
 """The local executor: a pool of threads on this machine, each running one job's Runner.
 
-Jobs are claimed with leases that a heartbeat renews; `resources.cpu_count` is accounted
-against the machine's cores, so a job waits in `waiting for resources` until its cores are free.
+Jobs are claimed with leases that a heartbeat renews (`executors.leasing`);
+`resources.cpu_count` is accounted against the machine's cores, so a job waits in
+`waiting for resources` until its cores are free. A job for a built-in model holds no cores:
+its images run in the shared predictor pool, so up to `max_jobs` of them feed it at once.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from autoinfer.errors import AutoInferError
-from autoinfer.executors.base import Executor, executor_name
+from autoinfer.errors import NotFound
+from autoinfer.executors.leasing import HeldJob, LeasingExecutor
 from autoinfer.jobs.records import JobRecord
-from autoinfer.runner import Cancellation, Runner, RunnerContext
+from autoinfer.jobs.service import LIVE_CLAIMED, JobService
+from autoinfer.runner import Runner, RunnerContext, runs_in_predictor_pool
 
-log = logging.getLogger("autoinfer.executor")
 
-
-@dataclass
-class _Running:
-    job: JobRecord
-    cpus: int
-    cancellation: Cancellation
-    thread: threading.Thread | None = None
+@dataclass(eq=False)
+class _LocalJob(HeldJob):
+    cpus: int = 1
     holds_cpus: bool = False  # past `waiting for resources`
 
 
-class LocalExecutor(Executor):
+class LocalExecutor(LeasingExecutor):
     """Runs up to `max_jobs` jobs at once in this process."""
 
     def __init__(
@@ -41,60 +40,8 @@ class LocalExecutor(Executor):
         poll_s: float = 0.5,
         owner: str | None = None,
     ) -> None:
-        self.ctx = ctx
-        self.jobs = ctx.jobs
-        self.max_jobs = max_jobs
-        self.lease_s = lease_s
+        super().__init__(ctx, max_jobs=max_jobs, lease_s=lease_s, poll_s=poll_s, owner=owner)
         self.cpu_budget = cpu_budget or os.cpu_count() or 1
-        self.poll_s = poll_s
-        self.owner = owner or executor_name()
-        self._running: dict[str, _Running] = {}
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
-
-    # --- lifecycle ----------------------------------------------------------------------
-
-    def start(self) -> None:
-        self.jobs.recover_expired()
-        for target, name in ((self._claim_loop, "claim"), (self._heartbeat_loop, "heartbeat")):
-            thread = threading.Thread(target=target, name=f"autoinfer-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self, grace_s: float = 30.0) -> None:
-        self._stopping.set()
-        self._wake.set()
-        with self._lock:
-            running = list(self._running.values())
-        deadline = threading.Event()
-        timer = threading.Timer(grace_s, deadline.set)
-        timer.start()
-        for item in running:
-            if item.thread is not None:
-                while item.thread.is_alive() and not deadline.is_set():
-                    item.thread.join(0.1)
-        timer.cancel()
-        for item in running:
-            item.cancellation.cancel("shutdown", "service shutting down")
-        for item in running:
-            if item.thread is not None:
-                item.thread.join(15)
-        for thread in self._threads:
-            thread.join(5)
-
-    def cancel(self, job_id: str, reason: str = "stopped on request") -> bool:
-        """Stop a job this executor runs, at once; False if it does not run it."""
-        with self._lock:
-            item = self._running.get(job_id)
-        if item is None:
-            return False
-        item.cancellation.cancel("stop", reason)
-        return True
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -106,39 +53,34 @@ class LocalExecutor(Executor):
                 "cpus_total": self.cpu_budget,
             }
 
-    # --- claiming -----------------------------------------------------------------------
+    # --- the leasing executor's hooks ---------------------------------------------------
 
-    def _claim_loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._claim_once()
-            except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
-                log.exception("claiming jobs failed; retrying")
-            self._wake.wait(self.poll_s)
-            self._wake.clear()
+    def _admit(self, job: JobRecord) -> _LocalJob:
+        cpus = min(int(job.spec.get("resources", {}).get("cpu_count", 1)), self.cpu_budget)
+        if runs_in_predictor_pool(job.spec):
+            cpus = 0  # its images run in the shared warm pool, which has the cores already
+        return _LocalJob(job, cpus=cpus)
+
+    def _has_room(self) -> bool:
+        return self._free_cpus() > 0
+
+    def _started(self, item: _LocalJob) -> bool:
+        return item.holds_cpus
+
+    def _execute(self, item: _LocalJob) -> str:
+        ready = self._wait_for_cpus(item)
+        runner = Runner(self.ctx, item.job, self.owner, item.cancellation)
+        return runner.run() if ready else runner._end_cancelled()
+
+    def _housekeeping(self) -> None:
+        remove_stale_scratch(self.ctx.scratch_root, self.jobs, lambda: set(self._running))
+
+    # --- cores --------------------------------------------------------------------------
 
     def _free_cpus(self) -> int:
         return self.cpu_budget - sum(r.cpus for r in self._running.values() if r.holds_cpus)
 
-    def _claim_once(self) -> None:
-        while not self._stopping.is_set():
-            with self._lock:
-                if len(self._running) >= self.max_jobs or self._free_cpus() <= 0:
-                    return
-            claimed = self.jobs.claim(self.owner, self.lease_s, limit=1)
-            if not claimed:
-                return
-            job = claimed[0]
-            cpus = min(int(job.spec.get("resources", {}).get("cpu_count", 1)), self.cpu_budget)
-            item = _Running(job=job, cpus=cpus, cancellation=Cancellation())
-            with self._lock:
-                self._running[job.id] = item
-            item.thread = threading.Thread(
-                target=self._run, args=(item,), name=f"autoinfer-job-{job.id[:8]}", daemon=True
-            )
-            item.thread.start()
-
-    def _wait_for_cpus(self, item: _Running) -> bool:
+    def _wait_for_cpus(self, item: _LocalJob) -> bool:
         """Hold the job in `waiting for resources` until its cores are free."""
         while True:
             with self._lock:
@@ -149,42 +91,34 @@ class LocalExecutor(Executor):
             if item.cancellation.event.wait(0.2):
                 return False
 
-    def _run(self, item: _Running) -> None:
-        job = item.job
+
+LIVE = frozenset(status.value for status in LIVE_CLAIMED)
+
+
+def remove_stale_scratch(
+    scratch_root: Path, jobs: JobService, held: Callable[[], set[str]]
+) -> list[str]:
+    """Remove the folders (`<job id>-<attempt>`) that attempts killed with their service left
+    behind: those of jobs that are no longer running that attempt, and not `held` here.
+    Returns the names removed."""
+    try:
+        folders = [p for p in scratch_root.iterdir() if p.is_dir()]
+    except FileNotFoundError:
+        return []
+    stale = []
+    for folder in folders:
+        job_id, _, attempt = folder.name.rpartition("-")
         try:
-            if self._wait_for_cpus(item):
-                final = Runner(self.ctx, job, self.owner, item.cancellation).run()
-            else:
-                final = Runner(self.ctx, job, self.owner, item.cancellation)._end_cancelled()
-            if final == "new":
-                self.jobs.release(job.id, self.owner)
-        except AutoInferError as error:
-            log.warning("job %s: %s", job.id, error)
-        except Exception:  # noqa: BLE001
-            log.exception("job %s: runner crashed", job.id)
-        finally:
-            with self._lock:
-                self._running.pop(job.id, None)
-            self._wake.set()
-
-    # --- leases -------------------------------------------------------------------------
-
-    def _heartbeat_loop(self) -> None:
-        interval = max(0.2, self.lease_s / 3)
-        recover_every = max(1, int(self.lease_s / interval))
-        tick = 0
-        while not self._stopping.wait(interval):
-            tick += 1
-            try:
-                with self._lock:
-                    ids = list(self._running)
-                for job_id in self.jobs.renew(ids, self.owner, self.lease_s):
-                    with self._lock:
-                        item = self._running.get(job_id)
-                    if item is not None:
-                        item.cancellation.cancel("stop", "stopped on request")
-                if tick % recover_every == 0:
-                    if self.jobs.recover_expired():
-                        self._wake.set()
-            except Exception:  # noqa: BLE001
-                log.exception("lease heartbeat failed; retrying")
+            job = jobs.get(job_id)
+        except NotFound:
+            stale.append(folder)
+            continue
+        if job.status not in LIVE or str(job.attempt) != attempt:
+            stale.append(folder)
+    running = held()  # read after the statuses: a job claimed meanwhile is in it
+    removed = []
+    for folder in stale:
+        if folder.name.rpartition("-")[0] not in running:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    return removed

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from autoinfer.db import Database, utcnow
 from autoinfer.errors import Conflict, IllegalTransition, NotFound
@@ -128,17 +128,52 @@ class JobService:
 
     def transition(
         self, job_id: str, status: Status, *, reason: str | None = None, owner: str | None = None
-    ) -> JobRecord:
+    ) -> None:
         """Move a job to `status`, committed with its timestamp; refuse illegal moves.
 
         With `owner`, the move only happens while that executor still holds the job's lease.
+        Every job passes here five times, so it is a compare-and-swap on the status (and lease)
+        plus the transition row, reading back nothing; a concurrent move is a Conflict.
         """
         with self.db.session() as session:
-            row = self._row(session, job_id, lock=True)
-            if owner is not None and row.lease_owner != owner:
+            current = session.execute(
+                select(JobRow.status, JobRow.lease_owner, JobRow.attempt).where(JobRow.id == job_id)
+            ).one_or_none()
+            if current is None:
+                raise NotFound(f"job {job_id}: no such job")
+            if owner is not None and current.lease_owner != owner:
                 raise Conflict(f"job {job_id}: lease is no longer held by {owner}")
-            self._move(session, row, status, reason)
-            return _record(row)
+            old = Status(current.status)
+            if not can_transition(old, status):
+                raise IllegalTransition(f"job {job_id}: cannot go from '{old}' to '{status}'")
+            now = utcnow()
+            values: dict[str, Any] = {"status": status.value, "updated_at": now}
+            if status in TERMINAL:
+                values.update(
+                    reason=reason if status != Status.FINISHED else None,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            guard = [JobRow.id == job_id, JobRow.status == old.value]
+            if owner is not None:
+                guard.append(JobRow.lease_owner == owner)
+            moved = session.execute(
+                update(JobRow)
+                .where(*guard)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if moved.rowcount != 1:  # type: ignore[attr-defined]
+                raise Conflict(f"job {job_id}: changed by another writer before '{status}'")
+            session.execute(
+                insert(TransitionRow).values(
+                    job_id=job_id,
+                    status=status.value,
+                    attempt=current.attempt,
+                    at=now,
+                    reason=reason,
+                )
+            )
 
     def _move(self, session: Session, row: JobRow, status: Status, reason: str | None) -> None:
         old = Status(row.status)
@@ -218,6 +253,7 @@ class JobService:
         """Claim up to `limit` runnable jobs for `owner`, oldest first, exactly once each."""
         now = utcnow()
         claimed: list[JobRecord] = []
+        claimed_ids: list[str] = []
         with self.db.session() as session:
             query = (
                 select(JobRow.id)
@@ -231,7 +267,7 @@ class JobService:
             candidates = session.scalars(query).all()
             for job_id in candidates:
                 # Compare-and-swap: only one claimer can move a job out of `new`.
-                result = session.execute(
+                attempt = session.execute(
                     update(JobRow)
                     .where(and_(JobRow.id == job_id, JobRow.status == Status.NEW.value))
                     .values(
@@ -242,19 +278,32 @@ class JobService:
                         stop_requested=False,
                         updated_at=now,
                     )
-                )
-                if result.rowcount != 1:  # type: ignore[attr-defined]
+                    .returning(JobRow.attempt)
+                    .execution_options(synchronize_session=False)
+                ).scalar()
+                if attempt is None:  # claimed by someone else meanwhile
                     continue
-                row = session.get(JobRow, job_id, populate_existing=True)
-                assert row is not None
-                session.add(
-                    TransitionRow(
-                        job_id=job_id, status=Status.WAITING_RESOURCES.value, attempt=row.attempt, at=now
+                session.execute(
+                    insert(TransitionRow).values(
+                        job_id=job_id,
+                        status=Status.WAITING_RESOURCES.value,
+                        attempt=attempt,
+                        at=now,
                     )
                 )
-                session.flush()
-                session.refresh(row)
-                claimed.append(_record(row))
+                claimed_ids.append(job_id)
+            if claimed_ids:
+                rows = (
+                    session.scalars(
+                        select(JobRow)
+                        .where(JobRow.id.in_(claimed_ids))
+                        .options(joinedload(JobRow.transitions))
+                        .order_by(JobRow.created_at, JobRow.id)
+                    )
+                    .unique()
+                    .all()
+                )
+                claimed = [_record(row) for row in rows]
         return claimed
 
     def renew(self, job_ids: Iterable[str], owner: str, lease_s: float) -> set[str]:

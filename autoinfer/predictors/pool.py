@@ -16,6 +16,7 @@ images it held; the next one is started in its place.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+from PIL import Image
 
 from autoinfer.errors import JobStopped, ModelError
 from autoinfer.predictors.classifier import prediction_paths, write_manifest, write_prediction
@@ -35,11 +37,17 @@ from autoinfer.predictors.worker import Worker
 from autoinfer.predictors.zoo import ModelRef, resolve_source
 
 Progress = Callable[[int, int], None]
+#: Called from a decode thread with an image's file name (relative to the data folder) and the
+#: whole image as decoded for the model (RGB, short side = the model's resize).
+Thumbnails = Callable[[str, Image.Image], None]
 _POLL_S = 0.05  # how often a waiting job looks at its `cancelled` event
 
 
 class PredictorPool:
     """Warm model workers, shared by concurrent `classify` calls. Thread-safe; `close()` it."""
+
+    #: `classify` takes `thumbnails` (the runner asks before passing it).
+    makes_thumbnails = True
 
     def __init__(
         self,
@@ -76,12 +84,15 @@ class PredictorPool:
         labels_uri: str | None = None,
         progress: Progress | None = None,
         cancelled: threading.Event | None = None,
+        thumbnails: Thumbnails | None = None,
     ) -> dict[str, Any]:
         """Classify every image below `data_dir` into `output_dir`; return the manifest.
 
         Blocks until done. Undecodable images get an `error` prediction file. Raises ModelError
         when the model can't load or its worker dies holding this job's images, JobStopped
-        soon after `cancelled` is set. `progress(done, total)` is called from this thread.
+        soon after `cancelled` is set. `progress(done, total)` is called from this thread;
+        `thumbnails(file, image)` from the decode threads, once per decodable image (for a
+        gallery, at a fraction of the cost of decoding the file again).
         """
         ref = resolve_source(model_source, labels_uri)
         data_dir, output_dir = Path(data_dir), Path(output_dir)
@@ -90,6 +101,7 @@ class PredictorPool:
             images=images,
             files=[image.relative_to(data_dir).as_posix() for image in images],
             outputs=prediction_paths(images, data_dir),
+            thumbnails=thumbnails,
         )
         output_dir.mkdir(parents=True, exist_ok=True)
         model = self._model(model_source, labels_uri, _fingerprint(ref))
@@ -203,7 +215,13 @@ class PredictorPool:
             if job.closed:
                 job.drop()
             else:
-                item = _Item(job, index, decode_image(job.images[index], prep.size, prep.resize))
+                on_resized = None
+                if job.thumbnails is not None:
+                    on_resized = functools.partial(job.thumbnails, job.files[index])
+                crop = decode_image(
+                    job.images[index], prep.size, prep.resize, on_resized=on_resized
+                )
+                item = _Item(job, index, crop)
         except UnreadableImage as error:
             job.finish(index, {"error": error.reason})
         except Exception as error:  # noqa: BLE001 - not the image's fault: fail the job
@@ -236,6 +254,7 @@ class _Job:
     images: list[Path]
     files: list[str]  # names relative to the data folder, for the prediction files
     outputs: list[str]  # prediction file paths relative to the output folder
+    thumbnails: Thumbnails | None = None
     cond: threading.Condition = field(default_factory=threading.Condition)
     results: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     in_flight: int = 0  # submitted for decoding and not finished yet

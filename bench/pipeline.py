@@ -1,0 +1,187 @@
+"""The pipeline measured end to end: zips dropped into a watched `incoming/` of a real service.
+
+The service runs in this process as `autoinfer serve` runs it (AutoInferService behind its API
+on a loopback port): a local store, the watch source, the `classify-incoming` trigger, the
+local executor and the warm predictor pool. A zip is written under a hidden name and renamed
+into `incoming/` (it appears complete, as an S3 PUT does); its result is the moment its
+`processed/<name>.zip` appears (uploads are atomic). Both moments are the files' ctime (set by
+the rename), so the bench's own polling neither shifts them nor needs to be frequent. After each
+measurement every job is checked: finished, one prediction file per image.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from autoinfer.config import (
+    Config,
+    ExecutorConfig,
+    PredictorsConfig,
+    SourceConfig,
+    StoreConfig,
+    TriggerConfig,
+)
+
+if TYPE_CHECKING:
+    from autoinfer.api.server import BackgroundServer
+
+BUCKET = "data"
+POLL_S = 0.02  # how often the result folder is looked at (the times come from ctime)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The service settings the bench runs with (all of them plain `autoinfer.yaml` fields)."""
+
+    settle_s: float = 0.05  # the zips appear complete (renamed in): no need to wait long
+    max_jobs: int = 8  # jobs of built-in models wait on the shared pool, not on cores
+    predictors: PredictorsConfig = field(default_factory=PredictorsConfig)
+
+
+def bench_config(root: Path, cache_dir: Path, tuning: Tuning) -> Config:
+    """The reference workflow's configuration (README "Running the service"), tuned."""
+    return Config(
+        data_dir=root / "state",
+        cache_dir=cache_dir,
+        stores={"local": StoreConfig(type="local", root=str(root / "buckets"))},
+        sources=[SourceConfig(type="watch", store="local", settle_s=tuning.settle_s)],
+        triggers=[
+            TriggerConfig(
+                name="classify-incoming",
+                bucket=BUCKET,
+                prefix="incoming/",
+                suffix=".zip",
+                events=["ObjectCreated:*"],
+                job={
+                    "name": "{key_stem}",
+                    "model": {"source_type": "builtin", "source_uri": "efficientnet_lite0"},
+                    "data": {"input_uri": "{uri}", "output_uri": "{bucket_uri}/processed"},
+                },
+            )
+        ],
+        executor=ExecutorConfig(type="local", max_jobs=tuning.max_jobs),
+        predictors=tuning.predictors,
+    )
+
+
+@dataclass
+class Timings:
+    """When each upload was dropped and when its result appeared (the files' ctime, s)."""
+
+    dropped: dict[str, float]
+    results: dict[str, float]
+
+    @property
+    def latencies(self) -> list[float]:
+        return [self.results[name] - self.dropped[name] for name in self.dropped]
+
+    @property
+    def span_s(self) -> float:
+        """From the first drop to the last result."""
+        return max(self.results.values()) - min(self.dropped.values())
+
+
+class BenchService:
+    """`with BenchService(root, cache, tuning) as service:` a running service to drop zips into."""
+
+    def __init__(self, root: Path, cache_dir: Path, tuning: Tuning) -> None:
+        self.root = root
+        self.incoming = root / "buckets" / BUCKET / "incoming"
+        self.processed = root / "buckets" / BUCKET / "processed"
+        self.config = bench_config(root, cache_dir, tuning)
+        self._server: BackgroundServer | None = None
+
+    def __enter__(self) -> Self:
+        from autoinfer.api.server import BackgroundServer
+        from autoinfer.service import AutoInferService
+
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        self.processed.mkdir(parents=True, exist_ok=True)
+        self.service = AutoInferService(self.config)
+        self._server = BackgroundServer(self.service)
+        self._server.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    def warm_up(self, source: Path, images: int = 64, rounds: int = 5) -> None:
+        """Classify a zip of the first `images` images of `source` (under other names) until
+        every worker process of the pool has loaded the model."""
+        wanted = self.config.predictors.worker_count
+        with zipfile.ZipFile(source) as archive:
+            names = [info for info in archive.infolist() if not info.is_dir()][:images]
+            payloads = [(info.filename, archive.read(info)) for info in names]
+        for number in range(rounds):
+            upload = self.root / f"warmup-{number}.zip"
+            with zipfile.ZipFile(upload, "w", zipfile.ZIP_STORED) as archive:
+                for name, payload in payloads:
+                    archive.writestr(f"warmup-{number}-{name}", payload)
+            self.run([upload])
+            stats = self.service.predictors.stats()
+            if stats["workers_idle"] + stats["workers_busy"] >= wanted:
+                return
+
+    def run(self, zips: Sequence[Path], timeout_s: float = 600) -> Timings:
+        """Drop `zips` at once (copied beside `incoming/` first, then renamed in) and wait for
+        every result."""
+        staged = []
+        for source in zips:
+            hidden = self.incoming / f".{source.name}.part"
+            shutil.copyfile(source, hidden)
+            staged.append((hidden, self.incoming / source.name))
+        for hidden, target in staged:
+            os.replace(hidden, target)
+        dropped = {target.stem: target.stat().st_ctime_ns / 1e9 for _, target in staged}
+        return Timings(dropped, self._wait(set(dropped), timeout_s))
+
+    def _wait(self, names: set[str], timeout_s: float) -> dict[str, float]:
+        results: dict[str, float] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(results) < len(names):
+            now = time.monotonic()
+            if now > deadline:
+                missing = sorted(names - set(results))
+                raise RuntimeError(f"no result after {timeout_s} s for {missing[:5]} ...")
+            with os.scandir(self.processed) as entries:
+                for entry in entries:
+                    stem = entry.name.removesuffix(".zip")
+                    if stem in names and stem not in results:
+                        results[stem] = entry.stat().st_ctime_ns / 1e9
+            time.sleep(POLL_S)
+        return results
+
+    def check(self, expected: dict[str, int]) -> None:
+        """Every job finished, and each result zip holds one classified prediction per image."""
+        jobs = {job.name: job for job in self.service.jobs.list(limit=100_000)[0]}
+        for name, images in expected.items():
+            job = jobs.get(name)
+            if job is None or job.status != "finished":
+                status = job.status if job else "missing"
+                raise RuntimeError(f"job {name}: {status} ({job.reason if job else ''})")
+            with zipfile.ZipFile(self.processed / f"{name}.zip") as archive:
+                predictions = [n for n in archive.namelist() if n.endswith("_pred.json")]
+            if len(predictions) != images:
+                raise RuntimeError(f"{name}.zip: {len(predictions)} predictions, not {images}")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The `q`-th percentile (0-100) of `values`, interpolated."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
