@@ -20,6 +20,7 @@ from typing import Any
 from autoinfer.errors import AutoInferError
 from autoinfer.executors.base import Executor, executor_name
 from autoinfer.jobs.records import JobRecord
+from autoinfer.logging_setup import log_context
 from autoinfer.runner import Cancellation, RunnerContext
 
 log = logging.getLogger("autoinfer.executor")
@@ -170,6 +171,10 @@ class LeasingExecutor(Executor):
             item.thread.start()
 
     def _run(self, item: HeldJob) -> None:
+        with log_context(job_id=item.job.id):  # every log line of this job carries its id
+            self._run_attempt(item)
+
+    def _run_attempt(self, item: HeldJob) -> None:
         job = item.job
         try:
             if self._execute(item) == "new":
