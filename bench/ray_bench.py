@@ -13,13 +13,16 @@ machine, in one run, over the same images with the same model.
   every Ray Data batch job).
 
 Each pipeline is warmed up first (as many jobs at once as the machine has cores, so that every
-warm process a steady stream of uploads keeps is running; one small dataset for Ray Data). `run()` returns the figures as
+warm process a steady stream of uploads keeps is running; one small dataset for Ray Data); then
+the three run in turn, `repeat` rounds, and the median of each counts (both services stay up
+throughout, idle while the others run). `run()` returns the figures as
 a dict, for `python -m bench` to add as a row.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -32,7 +35,7 @@ import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -112,35 +115,39 @@ def service_config(root: Path, cache_dir: Path, executor: str, max_jobs: int) ->
     )
 
 
-def measure_service(
-    root: Path,
-    cache_dir: Path,
-    executor: str,
-    warmup: Sequence[Path],
-    rounds: Sequence[Sequence[Path]],
-    images: int,
-) -> list[float]:
-    """Images/s of the service pipeline in each round (its zips dropped at once, `images` in
-    all), after the `warmup` zips (dropped at once)."""
-    from autoinfer.api.server import BackgroundServer
-    from autoinfer.service import AutoInferService
+class ServicePipeline:
+    """`with ServicePipeline(root, cache, "local"|"ray", max_jobs) as pipeline:` a running
+    service to drop zips into; `pipeline.run(zips, images)` measures one round."""
 
-    incoming = root / "buckets" / BUCKET / "incoming"
-    processed = root / "buckets" / BUCKET / "processed"
-    incoming.mkdir(parents=True)
-    processed.mkdir(parents=True)
-    max_jobs = max(len(zips) for zips in rounds)
-    service = AutoInferService(service_config(root, cache_dir, executor, max_jobs=max_jobs))
-    figures = []
-    with BackgroundServer(service):
-        _drop(warmup, incoming)
-        _wait_results(processed, {z.stem for z in warmup}, service)
-        for zips in rounds:
-            started = _drop(zips, incoming)
-            _wait_results(processed, {z.stem for z in zips}, service)
-            figures.append(images / (time.monotonic() - started))
-            _check(service, processed, [z.stem for z in zips], images)
-    return figures
+    def __init__(self, root: Path, cache_dir: Path, executor: str, max_jobs: int) -> None:
+        self.incoming = root / "buckets" / BUCKET / "incoming"
+        self.processed = root / "buckets" / BUCKET / "processed"
+        self.config = service_config(root, cache_dir, executor, max_jobs)
+        self._server: Any = None
+
+    def __enter__(self) -> Self:
+        from autoinfer.api.server import BackgroundServer
+        from autoinfer.service import AutoInferService
+
+        self.incoming.mkdir(parents=True)
+        self.processed.mkdir(parents=True)
+        self.service = AutoInferService(self.config)
+        self._server = BackgroundServer(self.service)
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    def run(self, zips: Sequence[Path], images: int) -> float:
+        """Images/s of one round: `zips` (`images` in all) dropped at once, until every
+        result is there; then every job is checked."""
+        started = _drop(zips, self.incoming)
+        _wait_results(self.processed, {z.stem for z in zips}, self.service)
+        rate = images / (time.monotonic() - started)
+        _check(self.service, self.processed, [z.stem for z in zips], images)
+        return rate
 
 
 def _drop(zips: Sequence[Path], incoming: Path) -> float:
@@ -279,27 +286,36 @@ def run(
             for number in range(repeat)
         ]
         warmup = write_zips(warm, root / "zips", images_per_job, "warmup")
-        local = measure_service(root / "local", cache_dir, "local", warmup, rounds, len(images))
         # Model actors look for the model cache at $XDG_CACHE_HOME/autoinfer.
         cache_home = root / "cache-home"
         cache_home.mkdir()
         (cache_home / "autoinfer").symlink_to(cache_dir)
-        ray.init(
-            num_cpus=num_cpus or os.cpu_count(),
-            include_dashboard=False,
-            logging_level="ERROR",
-            log_to_driver=False,
-            runtime_env={"env_vars": {"XDG_CACHE_HOME": str(cache_home)}},
-        )
-        try:
-            on_ray = measure_service(root / "ray", cache_dir, "ray", warmup, rounds, len(images))
+        local: list[float] = []
+        on_ray: list[float] = []
+        ray_data: list[float] = []
+        with contextlib.ExitStack() as running:
+            local_pipeline = running.enter_context(
+                ServicePipeline(root / "local", cache_dir, "local", jobs)
+            )
+            local_pipeline.run(warmup, len(warm))
+            ray.init(
+                num_cpus=num_cpus or os.cpu_count(),
+                include_dashboard=False,
+                logging_level="ERROR",
+                log_to_driver=False,
+                runtime_env={"env_vars": {"XDG_CACHE_HOME": str(cache_home)}},
+            )
+            running.callback(ray.shutdown)
+            ray_pipeline = running.enter_context(
+                ServicePipeline(root / "ray", cache_dir, "ray", jobs)
+            )
+            ray_pipeline.run(warmup, len(warm))
             measure_ray_data(warm[:images_per_job], cache_dir, root / "ray-data-warmup")
-            ray_data = [
-                measure_ray_data(images, cache_dir, root / f"ray-data-{number}")
-                for number in range(repeat)
-            ]
-        finally:
-            ray.shutdown()
+            # Rounds interleaved, so that a change in the machine's load hits all three alike.
+            for number, zips in enumerate(rounds):
+                local.append(local_pipeline.run(zips, len(images)))
+                on_ray.append(ray_pipeline.run(zips, len(images)))
+                ray_data.append(measure_ray_data(images, cache_dir, root / f"ray-data-{number}"))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     local_rate, ray_rate, ray_data_rate = (

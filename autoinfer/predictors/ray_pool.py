@@ -6,7 +6,8 @@ every job — the cluster's counterpart of the local warm workers (`predictors.p
     hands each job a ModelActors        node, sends crops in chunks, writes        merges chunks
                                         prediction files as results return         from all jobs
 
-An actor merges the chunks that reach it from every job into batches of up to `batch_size`
+A job decodes its images on its own node and sends them in chunks of `batch_size`, spread over
+the actors; an actor merges what reaches it from every job into batches of up to `batch_size`
 crops, waiting at most `max_wait_ms` for a batch to fill, as the local workers do. The
 classifier, preprocessing and prediction files are those of `predictors.classifier`/`images`.
 An actor that dies is restarted by Ray (the model loads again); the chunks it held fail their
@@ -210,7 +211,6 @@ class ModelActors:
             raise ModelError(described["error"])
         info, prep = described["info"], described["preprocessing"]
         size = self.batch_size  # a full batch per chunk: the actor runs it without waiting
-
         chunks = [
             range(start, min(start + size, len(images))) for start in range(0, len(images), size)
         ]
@@ -369,10 +369,10 @@ class RayPredictorPool:
             return group.actors
 
     def release(self, actors: ModelActors) -> None:
-        """A job is done with `actors`."""
+        """A job is done with `actors` (what `acquire` gave, or a copy with other settings)."""
         with self._lock:
             for group in self._groups.values():
-                if group.actors is actors:
+                if group.actors.actors is actors.actors:
                     group.users = max(0, group.users - 1)
                     group.idle_since = time.monotonic()
 

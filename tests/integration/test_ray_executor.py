@@ -32,11 +32,12 @@ ray = pytest.importorskip("ray")
 WORKER_LINE = re.compile(r"^ray: node \S+ \(\w+\), worker pid (\d+), resources (\{.*\})$")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[None]:
-    """One local Ray instance for the module's tests: 2 CPUs, and one (declared) T4 GPU so that
-    GPU requests can be scheduled and checked without a GPU. Model actors find the session's
-    model cache through XDG_CACHE_HOME (their default cache is $XDG_CACHE_HOME/autoinfer)."""
+    """One local Ray instance for this module's tests (shut down after them, so that the rest of
+    the suite runs without it): 2 CPUs, and one (declared) T4 GPU so that GPU requests can be
+    scheduled and checked without a GPU. Model actors find the session's model cache through
+    XDG_CACHE_HOME (their default cache is $XDG_CACHE_HOME/autoinfer)."""
     cache_home = tmp_path_factory.mktemp("ray-cache-home")
     (cache_home / "autoinfer").symlink_to(model_cache)
     ray.init(
@@ -58,7 +59,7 @@ def on_ray(
     start_service: Callable[..., RunningService],
     make_config: Callable[..., Config],
 ) -> Callable[..., RunningService]:
-    """Start a service whose executor is the Ray executor on the session's Ray instance."""
+    """Start a service whose executor is the Ray executor on the module's Ray instance."""
 
     def start(**overrides: object) -> RunningService:
         executor = ExecutorConfig(type="ray", max_jobs=2, lease_s=5)

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("ray")
 
-from autoinfer.executors.ray import (
+from autoinfer.executors.ray_node import (
     ray_accelerator_type,
     requested_resources,
     task_options,
