@@ -95,7 +95,12 @@ class AutoInferService:
         if settings.type == "ray":
             from autoinfer.executors.ray import RayExecutor  # optional extra
 
-            return RayExecutor(self.runner_context, settings)
+            return RayExecutor(
+                self.runner_context,
+                settings,
+                cache_dir=self.config.cache_path,
+                predictors=self.config.predictors,
+            )
         return LocalExecutor(self.runner_context, max_jobs=settings.max_jobs, lease_s=settings.lease_s)
 
     # --- predictors (the warm pool, created on first use) -------------------------------
