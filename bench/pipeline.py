@@ -22,19 +22,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+from autoinfer.cli.demo import BUCKET, classify_incoming_trigger
 from autoinfer.config import (
     Config,
     ExecutorConfig,
     PredictorsConfig,
     SourceConfig,
     StoreConfig,
-    TriggerConfig,
 )
 
 if TYPE_CHECKING:
     from autoinfer.api.server import BackgroundServer
 
-BUCKET = "data"
 POLL_S = 0.02  # how often the result folder is looked at (the times come from ctime)
 
 
@@ -54,20 +53,7 @@ def bench_config(root: Path, cache_dir: Path, tuning: Tuning) -> Config:
         cache_dir=cache_dir,
         stores={"local": StoreConfig(type="local", root=str(root / "buckets"))},
         sources=[SourceConfig(type="watch", store="local", settle_s=tuning.settle_s)],
-        triggers=[
-            TriggerConfig(
-                name="classify-incoming",
-                bucket=BUCKET,
-                prefix="incoming/",
-                suffix=".zip",
-                events=["ObjectCreated:*"],
-                job={
-                    "name": "{key_stem}",
-                    "model": {"source_type": "builtin", "source_uri": "efficientnet_lite0"},
-                    "data": {"input_uri": "{uri}", "output_uri": "{bucket_uri}/processed"},
-                },
-            )
-        ],
+        triggers=[classify_incoming_trigger()],
         executor=ExecutorConfig(type="local", max_jobs=tuning.max_jobs),
         predictors=tuning.predictors,
     )

@@ -45,25 +45,28 @@ def sample_photos_zip() -> bytes:
     return buffer.getvalue()
 
 
+def classify_incoming_trigger() -> TriggerConfig:
+    """The reference workflow's trigger: `incoming/*.zip` in bucket `data` → `processed/<name>.zip`."""
+    return TriggerConfig(
+        name="classify-incoming",
+        bucket=BUCKET,
+        prefix="incoming/",
+        suffix=".zip",
+        events=["ObjectCreated:*"],
+        job={
+            "name": "{key_stem}",
+            "model": {"source_type": "builtin", "source_uri": "efficientnet_lite0"},
+            "data": {"input_uri": "{uri}", "output_uri": "{bucket_uri}/processed"},
+        },
+    )
+
+
 def demo_config(workspace: Path) -> Config:
     return Config(
         data_dir=workspace / ".autoinfer",
         stores={"local": StoreConfig(type="local", root=str(workspace / "buckets"))},
         sources=[SourceConfig(type="watch", store="local", rescan_s=5)],
-        triggers=[
-            TriggerConfig(
-                name="classify-incoming",
-                bucket=BUCKET,
-                prefix="incoming/",
-                suffix=".zip",
-                events=["ObjectCreated:*"],
-                job={
-                    "name": "{key_stem}",
-                    "model": {"source_type": "builtin", "source_uri": "efficientnet_lite0"},
-                    "data": {"input_uri": "{uri}", "output_uri": "{bucket_uri}/processed"},
-                },
-            )
-        ],
+        triggers=[classify_incoming_trigger()],
         executor=ExecutorConfig(type="local", max_jobs=2, lease_s=15),
     )
 
