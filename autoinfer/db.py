@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import DateTime, create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -74,6 +75,17 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A Core connection inside a transaction, committed on success: for the hot paths
+        (every job passes through them several times), where ORM sessions cost too much."""
+        with self._turn, self.engine.begin() as connection:
+            yield connection
+
+    def insert(self):  # type: ignore[no-untyped-def]
+        """The dialect's INSERT that knows ON CONFLICT (both supported databases have it)."""
+        return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
 
     def dispose(self) -> None:
         self.engine.dispose()

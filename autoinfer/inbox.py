@@ -19,18 +19,20 @@ from pydantic import BaseModel
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Connection,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
+    bindparam,
     delete,
     func,
+    insert,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, selectinload
+from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 
 from autoinfer.db import Base, Database, UTCDateTime, utcnow
 from autoinfer.errors import NotFound
@@ -176,6 +178,22 @@ class Dispatch:
 
 
 @dataclass(frozen=True)
+class Settlement:
+    """How one event was settled, handed to `Inbox.mark_many`."""
+
+    event_id: int
+    outcome: Outcome
+    reason: str | None = None
+    dispatches: tuple[Dispatch, ...] = ()
+
+    @property
+    def first_dispatch(self) -> Dispatch | None:
+        """The dispatch the event row names: the first that made a job, else the first."""
+        made_job = next((d for d in self.dispatches if d.job_id is not None), None)
+        return made_job or (self.dispatches[0] if self.dispatches else None)
+
+
+@dataclass(frozen=True)
 class SeenObject:
     etag: str | None
     size: int | None
@@ -190,6 +208,14 @@ class Inbox:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # The insert comes first so that the transaction takes the write lock at once and a
+        # concurrent delivery of the same event waits for it, then conflicts. Built once: it
+        # runs for every event.
+        self._insert_first = (
+            db.insert()(EventRow)
+            .on_conflict_do_nothing(index_elements=["dedup_key"])
+            .returning(EventRow.id)
+        )
 
     def record(self, events: Sequence[S3Event], source: str) -> list[EventRecord]:
         """Commit every event (new ones `pending`, repeated ones `duplicate`) in one transaction.
@@ -203,23 +229,20 @@ class Inbox:
         # In key order, so that replicas recording overlapping batches at once wait for each
         # other on the unique index in the same order, and never deadlock.
         order = sorted(range(len(events)), key=lambda i: events[i].idempotency_key or "")
-        with self.db.session() as session:
+        with self.db.connection() as connection:
             for index in order:
                 event = events[index]
                 values = _event_values(event, source, now)
-                # The insert comes first so that the transaction takes the write lock at once
-                # and a concurrent delivery of the same event waits for it, then conflicts.
-                statement = (
-                    _insert(self.db)(EventRow)
-                    .values(
-                        dedup_key=event.idempotency_key, outcome=Outcome.PENDING.value, **values
-                    )
-                    .on_conflict_do_nothing(index_elements=["dedup_key"])
-                    .returning(EventRow.id)
+                new_id = connection.scalar(
+                    self._insert_first,
+                    {
+                        "dedup_key": event.idempotency_key,
+                        "outcome": Outcome.PENDING.value,
+                        **values,
+                    },
                 )
-                new_id = session.scalar(statement)
                 ids[index] = (
-                    new_id if new_id is not None else _record_duplicate(session, event, values)
+                    new_id if new_id is not None else _record_duplicate(connection, event, values)
                 )
         return self.get_many(ids)
 
@@ -248,30 +271,46 @@ class Inbox:
         dispatches: Iterable[Dispatch] = (),
     ) -> bool:
         """Settle a pending event; False (and nothing written) if it was settled already."""
-        dispatches = list(dispatches)
-        first = next((d for d in dispatches if d.job_id is not None), None)
-        first = first or (dispatches[0] if dispatches else None)
-        with self.db.session() as session:
-            result = session.execute(
-                update(EventRow)
-                .where(EventRow.id == event_id, EventRow.outcome == Outcome.PENDING.value)
-                .values(
-                    outcome=outcome.value,
-                    reason=reason,
-                    trigger=first.trigger if first else None,
-                    job_id=first.job_id if first else None,
+        (settled,) = self.mark_many([Settlement(event_id, outcome, reason, tuple(dispatches))])
+        return settled
+
+    def mark_many(self, settlements: Sequence[Settlement]) -> list[bool]:
+        """Settle pending events in one transaction; for each, False (and nothing written for
+        it) if it was settled already."""
+        now = utcnow()
+        results: list[bool] = []
+        dispatch_rows: list[dict[str, Any]] = []
+        with self.db.connection() as connection:
+            for settlement in settlements:
+                first = settlement.first_dispatch
+                moved = connection.execute(
+                    update(EventRow)
+                    .where(
+                        EventRow.id == settlement.event_id,
+                        EventRow.outcome == Outcome.PENDING.value,
+                    )
+                    .values(
+                        outcome=settlement.outcome.value,
+                        reason=settlement.reason,
+                        trigger=first.trigger if first else None,
+                        job_id=first.job_id if first else None,
+                    )
                 )
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            now = utcnow()
-            session.add_all(
-                DispatchRow(
-                    event_id=event_id, trigger=d.trigger, job_id=d.job_id, error=d.error, at=now
-                )
-                for d in dispatches
-            )
-        return True
+                results.append(moved.rowcount == 1)
+                if moved.rowcount == 1:
+                    dispatch_rows += (
+                        {
+                            "event_id": settlement.event_id,
+                            "trigger": d.trigger,
+                            "job_id": d.job_id,
+                            "error": d.error,
+                            "at": now,
+                        }
+                        for d in settlement.dispatches
+                    )
+            if dispatch_rows:
+                connection.execute(insert(DispatchRow), dispatch_rows)
+        return results
 
     def get(self, event_id: int) -> EventRecord:
         with self.db.session() as session:
@@ -286,13 +325,13 @@ class Inbox:
 
     def get_many(self, ids: Sequence[int]) -> list[EventRecord]:
         """The records of `ids`, in that order."""
-        with self.db.session() as session:
-            rows = session.scalars(
-                select(EventRow)
-                .where(EventRow.id.in_(ids))
-                .options(selectinload(EventRow.dispatches))
-            ).all()
-            by_id = {row.id: _record(row) for row in rows}
+        unique = sorted(set(ids))
+        dispatches: dict[int, list[Any]] = {event_id: [] for event_id in unique}
+        with self.db.connection() as connection:
+            rows = connection.execute(_EVENTS_BY_ID, {"ids": unique}).all()
+            for dispatch in connection.execute(_DISPATCHES_OF, {"ids": unique}):
+                dispatches[dispatch.event_id].append(dispatch)
+        by_id = {row.id: _record(row, dispatches[row.id]) for row in rows}
         return [by_id[event_id] for event_id in ids]
 
     def pending(self, limit: int = 1000) -> list[EventRecord]:
@@ -407,7 +446,7 @@ class SourceCursor:
         ]
         if not rows:
             return
-        insert = _insert(self.db)
+        insert = self.db.insert()
         with self.db.session() as session:
             for start in range(0, len(rows), 500):
                 statement = insert(SeenObjectRow).values(rows[start : start + 500])
@@ -439,11 +478,6 @@ class SourceCursor:
 # --- internals ------------------------------------------------------------------------
 
 
-def _insert(db: Database):  # type: ignore[no-untyped-def]
-    """The dialect's INSERT that knows ON CONFLICT (both supported databases have it)."""
-    return postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
-
-
 def _event_values(event: S3Event, source: str, now: datetime) -> dict[str, Any]:
     return {
         "idempotency_key": event.idempotency_key,
@@ -463,25 +497,39 @@ def _event_values(event: S3Event, source: str, now: datetime) -> dict[str, Any]:
     }
 
 
-def _record_duplicate(session: Session, event: S3Event, values: dict[str, Any]) -> int:
+def _record_duplicate(connection: Connection, event: S3Event, values: dict[str, Any]) -> int:
     """Count one more delivery on the original and store this one as its duplicate."""
-    # Locked, so that concurrent duplicates (other replicas) count their deliveries one by one.
-    original = session.scalars(
-        select(EventRow).where(EventRow.dedup_key == event.idempotency_key).with_for_update()
+    # Counted in the row itself, so that concurrent duplicates (other replicas) count their
+    # deliveries one by one.
+    original_id, deliveries = connection.execute(
+        update(EventRow)
+        .where(EventRow.dedup_key == event.idempotency_key)
+        .values(deliveries=EventRow.deliveries + 1)
+        .returning(EventRow.id, EventRow.deliveries)
     ).one()
-    original.deliveries += 1
-    row = EventRow(
-        **values,
-        outcome=Outcome.DUPLICATE.value,
-        reason=f"duplicate of event {original.id} (delivery {original.deliveries})",
-        duplicate_of=original.id,
+    return connection.scalar(
+        insert(EventRow)
+        .values(
+            **values,
+            outcome=Outcome.DUPLICATE.value,
+            reason=f"duplicate of event {original_id} (delivery {deliveries})",
+            duplicate_of=original_id,
+        )
+        .returning(EventRow.id)
     )
-    session.add(row)
-    session.flush()
-    return row.id
 
 
-def _record(row: EventRow) -> EventRecord:
+_EVENTS_BY_ID = select(EventRow.__table__).where(EventRow.id.in_(bindparam("ids", expanding=True)))
+_DISPATCHES_OF = (
+    select(DispatchRow.__table__)
+    .where(DispatchRow.event_id.in_(bindparam("ids", expanding=True)))
+    .order_by(DispatchRow.id)
+)
+
+
+def _record(row: Any, dispatches: Sequence[Any] | None = None) -> EventRecord:
+    """The read model of an event row (an ORM row with its dispatches, or a Core row and its
+    dispatch rows given apart)."""
     return EventRecord(
         id=row.id,
         source=row.source,
@@ -504,7 +552,7 @@ def _record(row: EventRow) -> EventRecord:
         deliveries=row.deliveries,
         dispatches=[
             DispatchRecord(trigger=d.trigger, job_id=d.job_id, error=d.error, at=d.at)
-            for d in row.dispatches
+            for d in (row.dispatches if dispatches is None else dispatches)
         ],
         raw=row.raw,
         body_excerpt=row.body_excerpt,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from autoinfer.config import Config, SourceConfig
@@ -23,18 +24,12 @@ from autoinfer.events.poll import PollSource
 from autoinfer.events.source import Source, source_name
 from autoinfer.events.watch import WatchSource
 from autoinfer.events.webhook import WebhookSource
-from autoinfer.inbox import Dispatch, EventRecord, Inbox, Outcome, SourceCursor
-from autoinfer.jobs.service import JobService, deterministic_job_id
+from autoinfer.inbox import Dispatch, EventRecord, Inbox, Outcome, Settlement, SourceCursor
+from autoinfer.jobs.service import JobService, NewJob, deterministic_job_id
 from autoinfer.logging_setup import log_context
 from autoinfer.storage.registry import StorageRegistry
-from autoinfer.triggers import (
-    LambdaContext,
-    Locator,
-    S3Locator,
-    Trigger,
-    check_buckets,
-    check_loops,
-)
+from autoinfer.trigger_guards import check_buckets, check_loops
+from autoinfer.triggers import LambdaContext, Locator, S3Locator, Trigger
 
 log = logging.getLogger("autoinfer.pipeline")
 
@@ -180,33 +175,38 @@ class EventPipeline:
     def _dispatch(self, event_ids: Sequence[int]) -> int:
         """Settle each still-pending event of `event_ids`; returns how many were settled.
 
-        The executor is woken as each job is created, so the first jobs of a large batch run
-        while the rest are still being dispatched.
+        A chunk of events costs two transactions whatever its size: the jobs its rules make
+        are created together, then the events are marked together. The executor is woken
+        after each chunk, so the first jobs of a large batch run while the rest are
+        dispatched.
         """
         settled = 0
         with self._dispatch_lock:
             for start in range(0, len(event_ids), DISPATCH_READ):
                 # Read under the lock, a chunk at a time: an event that another dispatcher of
                 # this process settled meanwhile is skipped (`mark` settles only pending ones).
-                for record in self.inbox.get_many(event_ids[start : start + DISPATCH_READ]):
+                records = self.inbox.get_many(event_ids[start : start + DISPATCH_READ])
+                plans = []
+                for record in records:
                     if record.outcome != Outcome.PENDING:
                         continue  # settled meanwhile by another dispatcher
                     with log_context(event_id=record.id):
-                        outcome = self._dispatch_one(record)
-                    if outcome is None:
-                        continue
-                    settled += 1
-                    if outcome and self.on_jobs_created is not None:
-                        self.on_jobs_created()
+                        plan = self._plan(record)
+                    if plan is not None:  # None: postponed
+                        plans.append(plan)
+                created = self._carry_out(plans)
+                settled += len(plans)
+                if created and self.on_jobs_created is not None:
+                    self.on_jobs_created()
         return settled
 
-    def _dispatch_one(self, record: EventRecord) -> bool | None:
-        """Match and act on one event; whether a job was created, None if postponed."""
+    def _plan(self, record: EventRecord) -> _Plan | None:
+        """What the triggers make of one event: rule jobs to create, handler calls done (a
+        handler runs now); None if postponed."""
         event = event_from_record(record)
         matching = [t for t in self.triggers if t.matches(event)]
         if not matching:
-            self.inbox.mark(record.id, Outcome.IGNORED, reason=self._ignored_reason(event))
-            return False
+            return _Plan(record, ignored=self._ignored_reason(event))
         api_url = self.api_url_getter() if self.api_url_getter is not None else None
         if (
             self.api_url_getter is not None
@@ -215,43 +215,48 @@ class EventPipeline:
         ):
             return None  # the handler's SDK calls need the API: wait until it serves
         locator = self.locator_for(record.source)
-        dispatches: list[Dispatch] = []
-        created = False
+        plan = _Plan(record)
         for trigger in matching:
             if trigger.kind == "rule":
-                dispatch, was_created = self._create_job(trigger, event, record, locator)
-                created = created or was_created
+                plan.steps.append(self._rule_job(trigger, event, record, locator))
             else:
-                dispatch = self._call_handler(trigger, event, record, api_url)
-            dispatches.append(dispatch)
-        errors = [f"{d.trigger}: {d.error}" for d in dispatches if d.error]
-        if errors:
-            self.inbox.mark(
-                record.id, Outcome.FAILED, reason="; ".join(errors), dispatches=dispatches
-            )
-        else:
-            self.inbox.mark(record.id, Outcome.MATCHED, dispatches=dispatches)
-        return created
+                plan.steps.append(self._call_handler(trigger, event, record, api_url))
+        return plan
 
-    def _create_job(
+    def _carry_out(self, plans: Sequence[_Plan]) -> bool:
+        """Create the plans' jobs (one transaction), then settle their events (another);
+        whether any job was created."""
+        rule_jobs = [step for plan in plans for step in plan.steps if isinstance(step, _RuleJob)]
+        created = self.jobs.create_many([step.job for step in rule_jobs])
+        for step, was_created in zip(rule_jobs, created, strict=True):
+            if was_created:
+                with log_context(job_id=step.job.job_id, event_id=step.job.event_id):
+                    log.info(
+                        "event %s: trigger %s created job %s",
+                        step.job.event_id,
+                        step.trigger,
+                        step.job.spec.name,
+                    )
+        self.inbox.mark_many([plan.settlement() for plan in plans])
+        return any(created)
+
+    def _rule_job(
         self, trigger: Trigger, event: S3Event, record: EventRecord, locator: Locator
-    ) -> tuple[Dispatch, bool]:
+    ) -> _RuleJob | Dispatch:
+        """The job a rule makes of the event, or the dispatch saying why it cannot."""
         try:
             spec = trigger.render(event, locator)
         except AutoInferError as error:
             log.warning("event %s: trigger %s: %s", record.id, trigger.name, error)
-            return Dispatch(trigger.name, error=str(error)), False
-        job, created = self.jobs.create(
+            return Dispatch(trigger.name, error=str(error))
+        job = NewJob(
             spec,
             job_id=trigger.job_id(event),
             source=f"trigger:{trigger.name}",
             event_id=str(record.id),
             max_attempts=trigger.config.max_attempts,
         )
-        if created:
-            with log_context(job_id=job.id):
-                log.info("event %s: trigger %s created job %s", record.id, trigger.name, job.name)
-        return Dispatch(trigger.name, job_id=job.id), created
+        return _RuleJob(trigger.name, job)
 
     def _call_handler(
         self, trigger: Trigger, event: S3Event, record: EventRecord, api_url: str | None
@@ -370,6 +375,36 @@ class EventPipeline:
         raise ConfigError(
             f"{where}: name the local `store` to watch (local stores: {', '.join(local) or 'none'})"
         )
+
+
+@dataclass(frozen=True)
+class _RuleJob:
+    """A job a rule trigger makes of an event, to be created with the rest of its chunk."""
+
+    trigger: str
+    job: NewJob
+
+
+@dataclass
+class _Plan:
+    """One event's dispatch: the triggers' steps, or why no trigger matched."""
+
+    record: EventRecord
+    ignored: str | None = None
+    steps: list[_RuleJob | Dispatch] = field(default_factory=list)
+
+    def settlement(self) -> Settlement:
+        """The event's outcome once the rule jobs exist (their ids are deterministic)."""
+        if self.ignored is not None:
+            return Settlement(self.record.id, Outcome.IGNORED, reason=self.ignored)
+        dispatches = tuple(
+            Dispatch(step.trigger, job_id=step.job.job_id) if isinstance(step, _RuleJob) else step
+            for step in self.steps
+        )
+        errors = [f"{d.trigger}: {d.error}" for d in dispatches if d.error]
+        if errors:
+            return Settlement(self.record.id, Outcome.FAILED, "; ".join(errors), dispatches)
+        return Settlement(self.record.id, Outcome.MATCHED, dispatches=dispatches)
 
 
 def event_from_record(record: EventRecord) -> S3Event:

@@ -23,7 +23,7 @@ from autoinfer.db import utcnow
 from autoinfer.errors import AutoInferError, JobFailed, JobStopped, StorageError
 from autoinfer.gallery import Gallery, Thumbnails
 from autoinfer.jobs.records import JobRecord
-from autoinfer.jobs.service import JobService
+from autoinfer.jobs.service import JobResult, JobService
 from autoinfer.jobs.spec import JobSpec, Status, safe_file_name
 from autoinfer.retrying import retry_transient
 from autoinfer.storage import StorageRegistry, join_uri
@@ -74,7 +74,8 @@ class Cancellation:
 
 class JobLog:
     """Buffers a job's log lines and writes them to the store in small batches: at 50 lines,
-    or when a line comes LOG_FLUSH_S after the last write, or at `flush_if_due`."""
+    or when a line comes LOG_FLUSH_S after the last write, or at `flush_if_due`, or with the
+    job's next status change (`flush_with`)."""
 
     def __init__(self, jobs: JobService, job_id: str, redact: Callable[[str], str] = str) -> None:
         self._jobs, self._job_id, self._redact = jobs, job_id, redact
@@ -101,11 +102,21 @@ class JobLog:
             self.flush()
 
     def flush(self) -> None:
+        self.flush_with(lambda lines: self._jobs.append_log(self._job_id, lines))
+
+    def flush_with(self, write: Callable[[list[tuple[datetime, str, str]]], None]) -> None:
+        """Hand the buffered lines to `write` (which stores them, possibly along with other
+        writes); if it raises, the lines stay buffered, ahead of newer ones."""
         with self._flushing:
             with self._lock:
                 lines, self._buffer = self._buffer, []
                 self._last_flush = time.monotonic()
-            self._jobs.append_log(self._job_id, lines)
+            try:
+                write(lines)
+            except BaseException:
+                with self._lock:
+                    self._buffer[:0] = lines
+                raise
 
 
 @dataclass
@@ -126,7 +137,9 @@ class RunnerContext:
 class Runner:
     """Runs one claimed attempt of one job to a terminal status (or hands it back)."""
 
-    def __init__(self, ctx: RunnerContext, job: JobRecord, owner: str, cancellation: Cancellation) -> None:
+    def __init__(
+        self, ctx: RunnerContext, job: JobRecord, owner: str, cancellation: Cancellation
+    ) -> None:
         self.ctx = ctx
         self.job = job
         self.spec = JobSpec.model_validate(job.spec)
@@ -140,6 +153,7 @@ class Runner:
         self.deadline = time.monotonic() + self.spec.timeout_s
         self._timer: threading.Timer | None = None
         self._last_stderr = ""  # the last non-blank stderr line, quoted in a failure reason
+        self._progress: tuple[int, int] | None = None  # stored with the next status change
 
     # --- the life of a job --------------------------------------------------------------
 
@@ -159,9 +173,8 @@ class Runner:
             self._check_cancelled()
             self._move(Status.UPLOADING)
             location = self._stage_out()
-            self.ctx.jobs.set_result(self.job.id, output_location=location, model_info=model_info)
             self.log.system(f"results uploaded to {location}")
-            return self._end(Status.FINISHED, None)
+            return self._end(Status.FINISHED, None, JobResult(location, model_info))
         except JobStopped:
             return self._end_cancelled()
         except AutoInferError as error:
@@ -171,7 +184,9 @@ class Runner:
         except Exception as error:  # noqa: BLE001 - a bug must fail the job, not the executor
             if self.cancellation.is_set:
                 return self._end_cancelled()
-            return self._end(Status.FAILED, one_line(f"internal error: {type(error).__name__}: {error}"))
+            return self._end(
+                Status.FAILED, one_line(f"internal error: {type(error).__name__}: {error}")
+            )
         finally:
             if self._timer:
                 self._timer.cancel()
@@ -187,23 +202,47 @@ class Runner:
             return "new"  # the executor releases the job for the next start
         return self._end(Status.STOPPED, reason)
 
-    def _end(self, status: Status, reason: str | None) -> str:
+    def _end(self, status: Status, reason: str | None, result: JobResult | None = None) -> str:
         reason = self.ctx.redact(reason) if reason else reason  # stderr may quote a secret
         if reason:
             self.log.system(f"{status.value}: {reason}")
         else:
             self.log.system(f"{status.value}")
-        self.log.flush()
         if status == Status.FAILED:
-            self.ctx.jobs.fail_or_retry(self.job.id, reason or "failed", owner=self.owner, backoff_s=2.0)
+            self.log.flush()
+            if self._progress is not None:
+                self.ctx.jobs.set_progress(self.job.id, *self._progress)
+            self.ctx.jobs.fail_or_retry(
+                self.job.id, reason or "failed", owner=self.owner, backoff_s=2.0
+            )
         else:
-            self.ctx.jobs.transition(self.job.id, status, reason=reason, owner=self.owner)
+            self._commit_move(status, reason=reason, result=result)
         return status.value
 
     def _move(self, status: Status) -> None:
         self._check_cancelled()
-        self.ctx.jobs.transition(self.job.id, status, owner=self.owner)
+        self._commit_move(status)
         self.log.system(f"status: {status.value}")
+
+    def _commit_move(
+        self, status: Status, *, reason: str | None = None, result: JobResult | None = None
+    ) -> None:
+        """The status change, committed with what waits to be stored: the log lines written
+        since the last write, the final images done/total, the result."""
+        progress, self._progress = self._progress, None
+
+        def write(lines: list[tuple[datetime, str, str]]) -> None:
+            self.ctx.jobs.transition(
+                self.job.id,
+                status,
+                reason=reason,
+                owner=self.owner,
+                progress=progress,
+                result=result,
+                log_lines=lines,
+            )
+
+        self.log.flush_with(write)
 
     def _on_timeout(self) -> None:
         self.cancellation.cancel("timeout", f"timed out after {self.spec.timeout_s} s (timeout_s)")
@@ -260,7 +299,9 @@ class Runner:
             if not source.is_dir():
                 raise JobFailed(f"model {model.source_uri}: no such folder")
             shutil.rmtree(self.model_dir)
-            shutil.copytree(source, self.model_dir, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+            shutil.copytree(
+                source, self.model_dir, symlinks=True, ignore=shutil.ignore_patterns(".git")
+            )
         elif model.source_type == "git":
             self._git_clone(model.source_uri)
         else:
@@ -272,13 +313,24 @@ class Runner:
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
         try:
             result = subprocess.run(
-                command, capture_output=True, text=True, env=env, timeout=self._remaining(), check=False
+                command,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=self._remaining(),
+                check=False,
             )
         except subprocess.TimeoutExpired:
-            raise JobFailed(f"model {url}: git clone did not finish before the job's timeout") from None
+            raise JobFailed(
+                f"model {url}: git clone did not finish before the job's timeout"
+            ) from None
         if result.returncode != 0:
-            detail = one_line(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "")
-            raise JobFailed(f"model {url}: git clone failed: {detail or f'exit code {result.returncode}'}")
+            detail = one_line(
+                result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
+            )
+            raise JobFailed(
+                f"model {url}: git clone failed: {detail or f'exit code {result.returncode}'}"
+            )
 
     # --- run ----------------------------------------------------------------------------
 
@@ -287,16 +339,21 @@ class Runner:
             return self._run_builtin()
         for command in self.spec.workers:
             self._run_command(command)
-        return {"source_type": self.spec.model.source_type, "source_uri": self.spec.model.source_uri}
+        return {
+            "source_type": self.spec.model.source_type,
+            "source_uri": self.spec.model.source_uri,
+        }
 
     def _run_builtin(self) -> dict:
         if self.ctx.predictors is None:
             raise JobFailed("built-in models are not available in this executor")
-        stored = [time.monotonic()]  # when progress was last stored (a short job: once, at the end)
+        stored = [time.monotonic()]  # when progress was last stored
 
         def progress(done: int, total: int) -> None:
+            # The final count goes with the next status change (a short job: its only write).
+            self._progress = (done, total)
             now = time.monotonic()
-            if done == total or now - stored[0] >= PROGRESS_EVERY_S:
+            if done < total and now - stored[0] >= PROGRESS_EVERY_S:
                 self.ctx.jobs.set_progress(self.job.id, done, total)
                 stored[0] = now
 
@@ -374,8 +431,10 @@ class Runner:
         self.log.flush()
         self._check_cancelled()
         if process.returncode != 0:
-            raise JobFailed(f"worker command '{command}' exited with code {process.returncode}"
-                            + self._last_error_line())
+            raise JobFailed(
+                f"worker command '{command}' exited with code {process.returncode}"
+                + self._last_error_line()
+            )
 
     def _pump(self, pipe, stream: str) -> None:  # type: ignore[no-untyped-def]
         for raw in iter(pipe.readline, b""):
@@ -413,7 +472,9 @@ class Runner:
         if data.output_options.archive:
             archive = make_zip(self.output_dir, self.workdir / f"{name}.zip")
             target = join_uri(data.output_uri, archive.name)
-            self.log.system(f"uploading {archive.name} ({archive.stat().st_size} bytes) to {target}")
+            self.log.system(
+                f"uploading {archive.name} ({archive.stat().st_size} bytes) to {target}"
+            )
             retrying(lambda: storage.upload(archive, target))
             return target
         target = join_uri(data.output_uri, name)

@@ -13,12 +13,13 @@ written for trainML works after changing only its import and constructor:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -37,14 +38,37 @@ from autoinfer.errors import (
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = ("finished", "failed", "stopped")
 
-#: Set by the trigger dispatcher around a handler call: jobs created inside it get an
-#: `Idempotency-Key`, so a redelivered event can never create a second job.
+#: Set by the trigger dispatcher around a handler call (see `idempotency_scope`): jobs created
+#: inside it get an `Idempotency-Key`, so a redelivered event can never create a second job.
 idempotency_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "autoinfer_idempotency_key", default=None
 )
 
+
+class _CreateCounter:
+    """How many jobs the SDK has created in one idempotency scope. Shared, not copied, by the
+    copies of the context that async tasks and the synchronous wrapper's loop run in."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            self._count += 1
+            return self._count
+
+
+_creates: contextvars.ContextVar[_CreateCounter | None] = contextvars.ContextVar(
+    "autoinfer_idempotency_creates", default=None
+)
+
 # trainML fields that have no meaning here and are dropped rather than refused.
-_TRAINML_ONLY = {"data": {"datasets"}, "environment": {"type", "worker_key_types"}, "model": {"checkpoints"}}
+_TRAINML_ONLY = {
+    "data": {"datasets"},
+    "environment": {"type", "worker_key_types"},
+    "model": {"checkpoints"},
+}
 
 
 class APIError(AutoInferError):
@@ -61,7 +85,9 @@ _ERRORS = {401: AuthError, 403: Forbidden, 404: NotFound, 409: Conflict, 422: Sp
 class AutoInfer:
     """Async client of one autoinfer service. Defaults come from AUTOINFER_URL / AUTOINFER_KEY."""
 
-    def __init__(self, url: str | None = None, key: str | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str | None = None, key: str | None = None, *, timeout: float = 30.0
+    ) -> None:
         self.url = (url or os.environ.get("AUTOINFER_URL") or DEFAULT_URL).rstrip("/")
         self.key = key if key is not None else os.environ.get("AUTOINFER_KEY")
         self.timeout = timeout
@@ -80,18 +106,22 @@ class AutoInfer:
             try:
                 response = await http.request(method, path, headers=headers, **kwargs)
             except httpx.TransportError as error:
-                raise AutoInferError(f"{self.url}: cannot reach the autoinfer service: {error}") from None
+                raise AutoInferError(
+                    f"{self.url}: cannot reach the autoinfer service: {error}"
+                ) from None
         return _decode(response)
 
     async def _stream_lines(self, path: str, params: dict[str, Any]) -> AsyncIterator[dict]:
-        async with httpx.AsyncClient(base_url=self.url, timeout=None) as http:
-            async with http.stream("GET", path, params=params, headers=self._headers()) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    _decode(response)
-                async for line in response.aiter_lines():
-                    if line.strip():
-                        yield json.loads(line)
+        async with (
+            httpx.AsyncClient(base_url=self.url, timeout=None) as http,
+            http.stream("GET", path, params=params, headers=self._headers()) as response,
+        ):
+            if response.status_code >= 400:
+                await response.aread()
+                _decode(response)
+            async for line in response.aiter_lines():
+                if line.strip():
+                    yield json.loads(line)
 
     async def health(self) -> dict:
         return await self._request("GET", "/healthz")
@@ -165,7 +195,9 @@ class Job:
         self._data = await self._client._request("POST", f"/v1/jobs/{self.id}/retry")
         return self
 
-    async def wait_for(self, status: str, timeout: float | None = None, *, interval: float = 0.5) -> Job:
+    async def wait_for(
+        self, status: str, timeout: float | None = None, *, interval: float = 0.5
+    ) -> Job:
         """Wait until the job reaches `status`; JobFailed if it ends in another terminal status."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -173,13 +205,19 @@ class Job:
             if self.status == status:
                 return self
             if self.status in TERMINAL:
-                raise JobFailed(f"job {self.name} ({self.id}) ended '{self.status}': {self.reason or 'no reason'}")
+                raise JobFailed(
+                    f"job {self.name} ({self.id}) ended '{self.status}': {self.reason or 'no reason'}"
+                )
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {self.name} ({self.id}) still '{self.status}' after {timeout} s")
+                raise TimeoutError(
+                    f"job {self.name} ({self.id}) still '{self.status}' after {timeout} s"
+                )
             await asyncio.sleep(interval)
 
     async def logs(self, *, after: int = 0) -> list[dict]:
-        page = await self._client._request("GET", f"/v1/jobs/{self.id}/logs", params={"after": after})
+        page = await self._client._request(
+            "GET", f"/v1/jobs/{self.id}/logs", params={"after": after}
+        )
         return page["lines"]
 
     async def follow_logs(self, *, after: int = 0) -> AsyncIterator[dict]:
@@ -231,20 +269,32 @@ class Jobs:
             spec["environment"] = _without(environment, "environment")
         if timeout_s is not None:
             spec["timeout_s"] = timeout_s
-        key = idempotency_key or idempotency_key_var_value()
+        key = idempotency_key or next_idempotency_key()
         headers = {"Idempotency-Key": key} if key else {}
         created = await self._client._request("POST", "/v1/jobs", json=spec, headers=headers)
         return Job(self._client, created)
 
-    async def create_from_spec(self, spec: dict[str, Any], *, idempotency_key: str | None = None) -> Job:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return Job(self._client, await self._client._request("POST", "/v1/jobs", json=spec, headers=headers))
+    async def create_from_spec(
+        self, spec: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> Job:
+        """Create a job from a whole job spec (the service's JSON shape)."""
+        key = idempotency_key or next_idempotency_key()
+        headers = {"Idempotency-Key": key} if key else {}
+        return Job(
+            self._client,
+            await self._client._request("POST", "/v1/jobs", json=spec, headers=headers),
+        )
 
     async def get(self, id: str) -> Job:
         return Job(self._client, await self._client._request("GET", f"/v1/jobs/{id}"))
 
     async def list(
-        self, *, status: str | None = None, name: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> list[Job]:
         """Jobs newest first, optionally only those in `status` or named `name`."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
@@ -260,7 +310,9 @@ class Events:
     def __init__(self, client: AutoInfer) -> None:
         self._client = client
 
-    async def list(self, *, limit: int = 50, offset: int = 0, outcome: str | None = None) -> list[dict]:
+    async def list(
+        self, *, limit: int = 50, offset: int = 0, outcome: str | None = None
+    ) -> list[dict]:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if outcome:
             params["outcome"] = outcome
@@ -318,8 +370,29 @@ class Secrets:
         await self._client._request("DELETE", f"/v1/secrets/{quote(name, safe='')}")
 
 
-def idempotency_key_var_value() -> str | None:
-    return idempotency_key.get()
+@contextlib.contextmanager
+def idempotency_scope(key: str) -> Iterator[None]:
+    """Within it, the jobs created through the SDK carry `key` (the first), then `key-2`,
+    `key-3`, ...: code that runs again in a new scope with the same key (a redelivered event's
+    handler) sends the same keys in the same order, so it creates no new job, while each of
+    several jobs created in one run is a job of its own."""
+    tokens = (idempotency_key.set(key), _creates.set(_CreateCounter()))
+    try:
+        yield
+    finally:
+        _creates.reset(tokens[1])
+        idempotency_key.reset(tokens[0])
+
+
+def next_idempotency_key() -> str | None:
+    """The `Idempotency-Key` for the next job created in this context: None outside a scope;
+    the plain key if it was set without `idempotency_scope` (no counting)."""
+    key = idempotency_key.get()
+    counter = _creates.get()
+    if key is None or counter is None:
+        return key
+    n = counter.next()
+    return key if n == 1 else f"{key}-{n}"
 
 
 def _without(values: dict[str, Any], section: str) -> dict[str, Any]:
@@ -394,5 +467,7 @@ def _wrap(value: Any) -> Any:
 class SyncAutoInfer(_Blocking):
     """`AutoInfer` without `await`: `SyncAutoInfer(url, key).jobs.create(...).wait_for("finished")`."""
 
-    def __init__(self, url: str | None = None, key: str | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str | None = None, key: str | None = None, *, timeout: float = 30.0
+    ) -> None:
         super().__init__(AutoInfer(url, key, timeout=timeout))

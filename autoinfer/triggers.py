@@ -5,10 +5,10 @@ A rule trigger renders its `job` template with the event's `{bucket}`, `{key}`, 
 A handler trigger imports `module:function` and calls it as `handler(event, context)` with
 the S3-format notification and a Lambda-like context; the handler creates jobs through the
 SDK. While it runs, `current_idempotency_key` holds a key derived from the trigger and the
-event: the SDK sends it as `Idempotency-Key`, so a redelivered event never makes a second job.
+event: the SDK sends it as `Idempotency-Key` (the n-th job of one call that key + `-n`), so a
+redelivered event never makes a second job, and a handler may still create several.
 
-`check_loops` refuses rules whose outputs would land where a trigger listens (every job would
-start another one); `check_buckets` refuses triggers on buckets that nothing configured serves.
+The config-time guards on triggers (loops, unserved buckets) live in `trigger_guards`.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import re
 import sys
 import time
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from autoinfer.config import Config, TriggerConfig
+from autoinfer.config import TriggerConfig
 from autoinfer.errors import ConfigError, SpecError, StorageError
 from autoinfer.events.model import S3Event, event_matches, normalise_event_name
 from autoinfer.jobs.service import deterministic_job_id
@@ -37,15 +37,13 @@ from autoinfer.jobs.spec import JOB_NAME_PATTERN, JobSpec, parse_spec
 # The SDK owns the variable (it reads it in `jobs.create`); this module sets it around each
 # handler call. Exported here under the name the dispatcher documents.
 from autoinfer.sdk import idempotency_key as current_idempotency_key
-from autoinfer.storage.local import LocalStore
+from autoinfer.sdk import idempotency_scope
 
 __all__ = [
     "LambdaContext",
     "Locator",
     "S3Locator",
     "Trigger",
-    "check_buckets",
-    "check_loops",
     "current_idempotency_key",
     "key_stem",
     "render_template",
@@ -55,8 +53,6 @@ VARIABLES = ("bucket", "key", "key_stem", "uri", "bucket_uri", "event_time")
 #: Template fields given when the `job` template leaves them out.
 DEFAULTS = {"name": "{key_stem}", "data": {"input_uri": "{uri}"}}
 MULTI_EXTENSIONS = (".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst")
-#: Event names an upload of a job's output produces (boto3 uses multipart for large files).
-OUTPUT_EVENTS = ("ObjectCreated:Put", "ObjectCreated:CompleteMultipartUpload", "ObjectCreated:Copy")
 HANDLER_TIMEOUT_S = 900  # what `context.get_remaining_time_in_millis()` counts down from
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
@@ -178,17 +174,15 @@ class Trigger:
         return self._spec(variables)
 
     def call_handler(self, event: S3Event, context: LambdaContext) -> Any:
-        """Run the handler on `event` (awaiting it if it is async) with the idempotency key set."""
+        """Run the handler on `event` (awaiting it if it is async) in an idempotency scope: its
+        first job through the SDK carries `idempotency_key(event)`, the n-th that key + `-n`."""
         if self.handler is None:
             raise SpecError(f"trigger {self.name!r}: a rule trigger has no handler")
-        token = current_idempotency_key.set(self.idempotency_key(event))
-        try:
+        with idempotency_scope(self.idempotency_key(event)):
             result = self.handler(copy.deepcopy(event.notification()), context)
             if inspect.isawaitable(result):
                 result = asyncio.run(_awaited(result))
             return result
-        finally:
-            current_idempotency_key.reset(token)
 
     def info(self) -> dict[str, Any]:
         """What `GET /v1/triggers` shows of it (counts are added by the pipeline)."""
@@ -310,129 +304,6 @@ def load_handler(reference: str, base_dir: Path, where: str = "handler") -> Call
     return handler
 
 
-# --- guards ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OutputLocation:
-    """Where a rule's outputs land: every output key starts with `prefix` in `bucket`.
-
-    `literal` means the output URI had no event-dependent part, so the outputs are exactly
-    `<prefix>/<job name>.zip` (archive) or `<prefix>/<job name>/...` (no archive).
-    """
-
-    uri: str
-    bucket: str
-    prefix: str
-    literal: bool
-    archive: bool
-
-
-def output_locations(trigger: Trigger, locators: Sequence[Locator]) -> list[OutputLocation]:
-    """The bucket locations a rule's outputs may land in, rendered with each store's names."""
-    if trigger.template is None:
-        return []
-    data = trigger.template.get("data") or {}
-    template = data.get("output_uri")
-    if not isinstance(template, str):
-        return []
-    archive = bool((data.get("output_options") or {}).get("archive", True))
-    marker = "AUTOINFER-UNKNOWN-PART"
-    locations = []
-    for locator in locators:
-        variables = {
-            "bucket": trigger.bucket,
-            "bucket_uri": locator.bucket_uri(trigger.bucket),
-            "key": marker,
-            "key_stem": marker,
-            "uri": locator.uri_for(trigger.bucket, marker),
-            "event_time": marker,
-        }
-        uri = render_template(template, variables, f"trigger {trigger.name!r}: job.data.output_uri")
-        place = _locate(uri, locators)
-        if place is None:
-            continue
-        bucket, key = place
-        literal = marker not in key
-        prefix = key.split(marker, 1)[0]
-        if literal:
-            prefix = prefix.rstrip("/")
-            prefix = prefix + "/" if prefix else ""
-        locations.append(OutputLocation(uri, bucket, prefix, literal, archive))
-    return locations
-
-
-def could_receive(trigger: Trigger, output: OutputLocation) -> bool:
-    """Whether an object written at `output` could pass `trigger`'s filters."""
-    if output.bucket != trigger.bucket:
-        return False
-    if not any(event_matches(p, name) for p in trigger.events for name in OUTPUT_EVENTS):
-        return False
-    prefix, suffix = trigger.prefix, trigger.suffix
-    if not output.literal:
-        return output.prefix.startswith(prefix) or prefix.startswith(output.prefix)
-    if prefix.startswith(output.prefix):
-        rest = prefix[len(output.prefix) :]
-        # An archive lands as `<job name>.zip`, and job names hold no "/".
-        if output.archive and "/" in rest:
-            return False
-    elif not output.prefix.startswith(prefix):
-        return False
-    if output.archive:
-        return suffix == "" or suffix.endswith(".zip") or ".zip".endswith(suffix)
-    return True
-
-
-def check_loops(triggers: Sequence[Trigger], locators: Sequence[Locator] = (S3Locator(),)) -> None:
-    """ConfigError if a rule's outputs would land where it or another trigger listens.
-
-    `locators` are the naming schemes of the configured stores (local stores and S3): output
-    URIs are mapped back to (bucket, key) through them. Handler triggers create jobs of
-    their own choosing and cannot be checked here.
-    """
-    for rule in triggers:
-        for output in output_locations(rule, locators):
-            for listener in triggers:
-                if could_receive(listener, output):
-                    who = "its own input" if listener is rule else f"trigger {listener.name!r}"
-                    raise ConfigError(
-                        f"trigger {rule.name!r} writes its outputs to {output.uri} (bucket "
-                        f"{output.bucket!r}, keys under {output.prefix!r}), which {who} watches "
-                        f"(bucket {listener.bucket!r}, prefix {listener.prefix!r}, suffix "
-                        f"{listener.suffix!r}): each job's output would start another job; "
-                        "write the outputs outside that prefix or narrow the trigger"
-                    )
-
-
-def check_buckets(
-    triggers: Sequence[Trigger], config: Config, local_stores: Mapping[str, LocalStore]
-) -> None:
-    """ConfigError for a trigger on a bucket that no configured store or source can report.
-
-    S3 stores and webhook/SQS sources can deliver any bucket; otherwise a bucket must be a
-    poll source's bucket or an existing folder in a local store's root.
-    """
-    if any(s.type in ("webhook", "sqs") for s in config.sources) or any(
-        s.type == "s3" for s in config.stores.values()
-    ):
-        return
-    known = {s.bucket for s in config.sources if s.type == "poll" and s.bucket}
-    for store in local_stores.values():
-        if store.root.is_dir():
-            known.update(
-                p.name for p in store.root.iterdir() if p.is_dir() and not p.name.startswith(".")
-            )
-    for trigger in triggers:
-        if trigger.bucket in known:
-            continue
-        hints = [f"{store.root / trigger.bucket}" for store in local_stores.values()]
-        create = f"; create the folder {' or '.join(hints)}" if hints else ""
-        raise ConfigError(
-            f"trigger {trigger.name!r}: bucket {trigger.bucket!r} is not served by any configured "
-            f"store or source (known buckets: {', '.join(sorted(known)) or 'none'}){create}"
-        )
-
-
 # --- internals ------------------------------------------------------------------------
 
 
@@ -453,23 +324,6 @@ def _render_value(value: Any, variables: Mapping[str, str], where: str) -> Any:
     if isinstance(value, list):
         return [_render_value(v, variables, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
-
-
-def _locate(uri: str, locators: Sequence[Locator]) -> tuple[str, str] | None:
-    """(bucket, key) of an output URI in some configured store, or None if it is outside all."""
-    if uri.startswith("s3://"):
-        bucket, _, key = uri[5:].partition("/")
-        return (bucket, key) if bucket else None
-    for locator in locators:
-        if isinstance(locator, LocalStore) and locator.contains(uri):
-            try:
-                return locator.locate(uri)
-            except StorageError:
-                raise ConfigError(
-                    f"output URI {uri} is the root of store '{locator.name}', where every "
-                    "sub-folder is a bucket: write the outputs inside a bucket"
-                ) from None
-    return None
 
 
 def _import(module_part: str, base_dir: Path) -> Any:

@@ -170,7 +170,8 @@ class SqsSource(Source):
         **options: Any,
     ) -> SqsSource:
         """The configured `sqs` source; the queue is read with the credentials of its
-        `store` (an S3 store), or of the standard AWS chain when it names none."""
+        `store` (an S3 store), or of the standard AWS chain when it names none. `options`
+        (the constructor's keywords) override the configured `wait_time_s`."""
         if not config.queue_url:
             raise ConfigError(f"{name}: an sqs source needs a `queue_url`")
         store: S3Storage | None = None
@@ -179,8 +180,8 @@ class SqsSource(Source):
             if store_config is None or store_config.type != "s3":
                 raise ConfigError(f"{name}: store {config.store!r} is not a configured s3 store")
             store = S3Storage.from_config(config.store, store_config, resolve_secret)
-        wait_time_s = int(options.get("wait_time_s", MAX_WAIT_S))
-        client = make_sqs_client(config.queue_url, store, wait_time_s=wait_time_s)
+        options.setdefault("wait_time_s", config.wait_time_s)
+        client = make_sqs_client(config.queue_url, store, wait_time_s=int(options["wait_time_s"]))
         return cls(
             name,
             client,

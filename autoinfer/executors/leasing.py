@@ -155,20 +155,26 @@ class LeasingExecutor(Executor):
             self._wake.clear()
 
     def _claim_once(self) -> None:
+        """Claim while there is room, as many jobs per database call as there is room for."""
         while not self._stopping.is_set():
             with self._lock:
-                if len(self._running) >= self.max_jobs or not self._has_room():
+                room = self.max_jobs - len(self._running)
+                if room <= 0 or not self._has_room():
                     return
-            claimed = self.jobs.claim(self.owner, self.lease_s, limit=1)
+            claimed = self.jobs.claim(self.owner, self.lease_s, limit=room)
             if not claimed:
                 return
-            item = self._admit(claimed[0])
-            with self._lock:
-                self._running[item.job.id] = item
-            item.thread = threading.Thread(
-                target=self._run, args=(item,), name=f"autoinfer-job-{item.job.id[:8]}", daemon=True
-            )
-            item.thread.start()
+            for job in claimed:
+                item = self._admit(job)
+                with self._lock:
+                    self._running[item.job.id] = item
+                item.thread = threading.Thread(
+                    target=self._run,
+                    args=(item,),
+                    name=f"autoinfer-job-{item.job.id[:8]}",
+                    daemon=True,
+                )
+                item.thread.start()
 
     def _run(self, item: HeldJob) -> None:
         with log_context(job_id=item.job.id):  # every log line of this job carries its id

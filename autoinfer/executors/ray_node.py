@@ -19,6 +19,7 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +38,7 @@ except ImportError:  # an optional extra
 
 from autoinfer.gallery import Gallery, Thumbnails
 from autoinfer.jobs.records import JobRecord
-from autoinfer.jobs.service import JobService
+from autoinfer.jobs.service import JobResult, JobService
 from autoinfer.jobs.spec import JobSpec, Status
 from autoinfer.predictors.ray_pool import ModelActors
 from autoinfer.runner import Cancellation, Runner, RunnerContext, one_line, runs_in_predictor_pool
@@ -217,8 +218,24 @@ class ReportingJobs:
                         return
 
     def transition(
-        self, job_id: str, status: Status, *, reason: str | None = None, owner: str | None = None
+        self,
+        job_id: str,
+        status: Status,
+        *,
+        reason: str | None = None,
+        owner: str | None = None,
+        progress: tuple[int, int] | None = None,
+        result: JobResult | None = None,
+        log_lines: Sequence[tuple[datetime, str, str]] = (),
     ) -> None:
+        # What goes with the move travels as the calls the service applies, in this order.
+        self.append_log(job_id, list(log_lines))
+        if progress is not None:
+            self.later("set_progress", *progress)
+        if result is not None:
+            self.later(
+                "set_result", output_location=result.output_location, model_info=result.model_info
+            )
         self.send("transition", Status(status), reason=reason, owner=owner)
 
     def fail_or_retry(self, job_id: str, reason: str, *, owner: str, backoff_s: float) -> None:

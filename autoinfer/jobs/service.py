@@ -6,14 +6,16 @@ Every status change is one transaction that checks the current status, so concur
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
-from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy import Connection, Update, bindparam, func, insert, or_, select, update
+from sqlalchemy.orm import Session, selectinload
 
 from autoinfer.db import Database, utcnow
 from autoinfer.errors import Conflict, IllegalTransition, NotFound
@@ -22,6 +24,29 @@ from autoinfer.jobs.spec import TERMINAL, JobSpec, Status, can_transition
 from autoinfer.jobs.store import JobRow, LogRow, TransitionRow
 
 LIVE_CLAIMED = (Status.WAITING_RESOURCES, Status.WAITING_DOWNLOAD, Status.RUNNING, Status.UPLOADING)
+#: For each status, the statuses a job may enter it from (the state machine read backwards).
+_PREDECESSORS: dict[Status, list[str]] = {
+    status: [old.value for old in Status if can_transition(old, status)] for status in Status
+}
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to create with `JobService.create_many`."""
+
+    spec: JobSpec
+    job_id: str
+    source: str = "api"
+    event_id: str | None = None
+    max_attempts: int = 1
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """Where a finished attempt put its output and what model produced it."""
+
+    output_location: str | None
+    model_info: dict[str, Any] | None
 
 
 def new_job_id() -> str:
@@ -54,37 +79,40 @@ class JobService:
 
         Returns the job and whether it was created by this call.
         """
-        job_id = job_id or new_job_id()
+        new = NewJob(spec, job_id or new_job_id(), source, event_id, max_attempts)
+        (created,) = self.create_many([new])
+        return self.get(new.job_id), created
+
+    def create_many(self, new_jobs: Sequence[NewJob]) -> list[bool]:
+        """Create jobs in status `new` in one transaction; for each, whether this call created
+        it (False: a job with its id exists already, e.g. created by another replica)."""
+        if not new_jobs:
+            return []
         now = utcnow()
-        with self.db.session() as session:
-            existing = session.get(JobRow, job_id)
-            if existing is not None:
-                return _record(existing), False
-            row = JobRow(
-                id=job_id,
-                name=spec.name,
-                spec=spec.model_dump(mode="json"),
-                status=Status.NEW.value,
-                attempt=0,
-                max_attempts=max_attempts,
-                source=source,
-                event_id=event_id,
-                created_at=now,
-                updated_at=now,
-                not_before=now,
+        insert = self.db.insert()
+        with self.db.connection() as connection:
+            inserted = set(
+                connection.scalars(
+                    insert(JobRow)
+                    .on_conflict_do_nothing(index_elements=["id"])
+                    .returning(JobRow.id),
+                    [_new_row(new, now) for new in _unique(new_jobs)],
+                )
             )
-            row.transitions.append(TransitionRow(status=Status.NEW.value, attempt=0, at=now))
-            session.add(row)
-            try:
-                session.flush()
-            except Exception:
-                # Created concurrently by another writer with the same deterministic id.
-                session.rollback()
-                existing = session.get(JobRow, job_id)
-                if existing is None:
-                    raise
-                return _record(existing), False
-            return _record(row), True
+            if inserted:
+                connection.execute(
+                    insert(TransitionRow),
+                    [
+                        {"job_id": job_id, "status": Status.NEW.value, "attempt": 0, "at": now}
+                        for job_id in sorted(inserted)
+                    ],
+                )
+        seen: set[str] = set()
+        created = []
+        for new in new_jobs:
+            created.append(new.job_id in inserted and new.job_id not in seen)
+            seen.add(new.job_id)
+        return created
 
     def get(self, job_id: str) -> JobRecord:
         with self.db.session() as session:
@@ -127,53 +155,49 @@ class JobService:
     # --- the state machine --------------------------------------------------------------
 
     def transition(
-        self, job_id: str, status: Status, *, reason: str | None = None, owner: str | None = None
+        self,
+        job_id: str,
+        status: Status,
+        *,
+        reason: str | None = None,
+        owner: str | None = None,
+        progress: tuple[int, int] | None = None,
+        result: JobResult | None = None,
+        log_lines: Sequence[tuple[datetime, str, str]] = (),
     ) -> None:
         """Move a job to `status`, committed with its timestamp; refuse illegal moves.
 
         With `owner`, the move only happens while that executor still holds the job's lease.
-        Every job passes here five times, so it is a compare-and-swap on the status (and lease)
-        plus the transition row, reading back nothing; a concurrent move is a Conflict.
+        What goes with the move — images done/total, the result, buffered log lines — commits
+        in the same transaction. Every job passes here five times, so it is one compare-and-swap
+        on the status (and lease) plus the inserts; a refused move is diagnosed afterwards
+        (NotFound, IllegalTransition, or Conflict for a concurrent change or a lost lease).
         """
-        with self.db.session() as session:
-            current = session.execute(
-                select(JobRow.status, JobRow.lease_owner, JobRow.attempt).where(JobRow.id == job_id)
-            ).one_or_none()
-            if current is None:
-                raise NotFound(f"job {job_id}: no such job")
-            if owner is not None and current.lease_owner != owner:
-                raise Conflict(f"job {job_id}: lease is no longer held by {owner}")
-            old = Status(current.status)
-            if not can_transition(old, status):
-                raise IllegalTransition(f"job {job_id}: cannot go from '{old}' to '{status}'")
-            now = utcnow()
-            values: dict[str, Any] = {"status": status.value, "updated_at": now}
-            if status in TERMINAL:
-                values.update(
-                    reason=reason if status != Status.FINISHED else None,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-            guard = [JobRow.id == job_id, JobRow.status == old.value]
-            if owner is not None:
-                guard.append(JobRow.lease_owner == owner)
-            moved = session.execute(
-                update(JobRow)
-                .where(*guard)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if moved.rowcount != 1:  # type: ignore[attr-defined]
-                raise Conflict(f"job {job_id}: changed by another writer before '{status}'")
-            session.execute(
-                insert(TransitionRow).values(
-                    job_id=job_id,
-                    status=status.value,
-                    attempt=current.attempt,
-                    at=now,
-                    reason=reason,
-                )
-            )
+        now = utcnow()
+        terminal = status in TERMINAL
+        values: dict[str, Any] = {
+            "job_id": job_id,
+            "from": _PREDECESSORS[status],
+            "owner": owner,
+            "status": status.value,
+            "now": now,
+            "reason": reason,
+            "kept_reason": reason if status != Status.FINISHED else None,
+        }
+        if progress is not None:
+            values.update(done=progress[0], total=progress[1])
+        if result is not None:
+            values.update(output_location=result.output_location, model_info=result.model_info)
+        statement = _compare_and_swap(
+            owner is not None, terminal, progress is not None, result is not None
+        )
+        with self.db.connection() as connection:
+            attempt = connection.scalar(statement, values)
+            if attempt is None:
+                _refuse(connection, job_id, status, owner)
+            connection.execute(_INSERT_TRANSITION, {**values, "attempt": attempt})
+            if log_lines:
+                connection.execute(insert(LogRow), _log_rows(job_id, log_lines))
 
     def _move(self, session: Session, row: JobRow, status: Status, reason: str | None) -> None:
         old = Status(row.status)
@@ -186,7 +210,11 @@ class JobService:
             row.reason = reason if status != Status.FINISHED else None
             row.lease_owner = None
             row.lease_expires_at = None
-        session.add(TransitionRow(job_id=row.id, status=status.value, attempt=row.attempt, at=now, reason=reason))
+        session.add(
+            TransitionRow(
+                job_id=row.id, status=status.value, attempt=row.attempt, at=now, reason=reason
+            )
+        )
 
     def request_stop(self, job_id: str) -> JobRecord:
         """Stop a job: at once if nobody runs it yet, else flag it for its executor."""
@@ -207,12 +235,20 @@ class JobService:
         with self.db.session() as session:
             row = self._row(session, job_id, lock=True)
             if Status(row.status) not in (Status.FAILED, Status.STOPPED):
-                raise Conflict(f"job {job_id}: only failed or stopped jobs can be retried (it is {row.status})")
+                raise Conflict(
+                    f"job {job_id}: only failed or stopped jobs can be retried (it is {row.status})"
+                )
             self._requeue(session, row, "retry requested", delay_s, reset_budget=True)
             return _record(row)
 
     def _requeue(
-        self, session: Session, row: JobRow, reason: str, delay_s: float, *, reset_budget: bool = False
+        self,
+        session: Session,
+        row: JobRow,
+        reason: str,
+        delay_s: float,
+        *,
+        reset_budget: bool = False,
     ) -> None:
         self._move(session, row, Status.NEW, reason)
         row.reason = None
@@ -252,59 +288,39 @@ class JobService:
     def claim(self, owner: str, lease_s: float, *, limit: int = 1) -> list[JobRecord]:
         """Claim up to `limit` runnable jobs for `owner`, oldest first, exactly once each."""
         now = utcnow()
-        claimed: list[JobRecord] = []
-        claimed_ids: list[str] = []
-        with self.db.session() as session:
-            query = (
-                select(JobRow.id)
-                .where(JobRow.status == Status.NEW.value)
-                .where(or_(JobRow.not_before.is_(None), JobRow.not_before <= now))
-                .order_by(JobRow.created_at, JobRow.id)
-                .limit(limit)
+        claimable = _CLAIMABLE if self.db.is_sqlite else _CLAIMABLE_LOCKED
+        with self.db.connection() as connection:
+            candidates = connection.scalars(claimable, {"now": now, "limit": limit}).all()
+            if not candidates:
+                return []
+            # Compare-and-swap: only one claimer can move a job out of `new`.
+            rows = connection.execute(
+                _TAKE,
+                {
+                    "ids": list(candidates),
+                    "owner": owner,
+                    "expires": now + timedelta(seconds=lease_s),
+                    "now": now,
+                },
+            ).all()
+            if not rows:  # all claimed by someone else meanwhile
+                return []
+            connection.execute(
+                _INSERT_TRANSITION,
+                [
+                    {
+                        "job_id": row.id,
+                        "status": Status.WAITING_RESOURCES.value,
+                        "attempt": row.attempt,
+                        "now": now,
+                        "reason": None,
+                    }
+                    for row in rows
+                ],
             )
-            if not self.db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            candidates = session.scalars(query).all()
-            for job_id in candidates:
-                # Compare-and-swap: only one claimer can move a job out of `new`.
-                attempt = session.execute(
-                    update(JobRow)
-                    .where(and_(JobRow.id == job_id, JobRow.status == Status.NEW.value))
-                    .values(
-                        status=Status.WAITING_RESOURCES.value,
-                        attempt=JobRow.attempt + 1,
-                        lease_owner=owner,
-                        lease_expires_at=now + timedelta(seconds=lease_s),
-                        stop_requested=False,
-                        updated_at=now,
-                    )
-                    .returning(JobRow.attempt)
-                    .execution_options(synchronize_session=False)
-                ).scalar()
-                if attempt is None:  # claimed by someone else meanwhile
-                    continue
-                session.execute(
-                    insert(TransitionRow).values(
-                        job_id=job_id,
-                        status=Status.WAITING_RESOURCES.value,
-                        attempt=attempt,
-                        at=now,
-                    )
-                )
-                claimed_ids.append(job_id)
-            if claimed_ids:
-                rows = (
-                    session.scalars(
-                        select(JobRow)
-                        .where(JobRow.id.in_(claimed_ids))
-                        .options(joinedload(JobRow.transitions))
-                        .order_by(JobRow.created_at, JobRow.id)
-                    )
-                    .unique()
-                    .all()
-                )
-                claimed = [_record(row) for row in rows]
-        return claimed
+            history = _transitions_of(connection, [row.id for row in rows])
+        rows = sorted(rows, key=lambda row: (row.created_at, row.id))
+        return [_record(row, history[row.id]) for row in rows]
 
     def renew(self, job_ids: Iterable[str], owner: str, lease_s: float) -> set[str]:
         """Extend `owner`'s leases; returns the ids whose stop was requested."""
@@ -361,27 +377,29 @@ class JobService:
     # --- progress, results and logs -----------------------------------------------------
 
     def set_progress(self, job_id: str, done: int, total: int) -> None:
-        with self.db.session() as session:
-            session.execute(
+        with self.db.connection() as connection:
+            connection.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id)
                 .values(progress_done=done, progress_total=total, updated_at=utcnow())
             )
 
-    def set_result(self, job_id: str, *, output_location: str | None, model_info: dict[str, Any] | None) -> None:
-        with self.db.session() as session:
-            session.execute(
+    def set_result(
+        self, job_id: str, *, output_location: str | None, model_info: dict[str, Any] | None
+    ) -> None:
+        with self.db.connection() as connection:
+            connection.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id)
                 .values(output_location=output_location, model_info=model_info)
             )
 
     def append_log(self, job_id: str, lines: Iterable[tuple[datetime, str, str]]) -> None:
-        rows = [LogRow(job_id=job_id, at=at, stream=stream, line=line) for at, stream, line in lines]
+        rows = _log_rows(job_id, lines)
         if not rows:
             return
-        with self.db.session() as session:
-            session.add_all(rows)
+        with self.db.connection() as connection:
+            connection.execute(insert(LogRow), rows)
 
     def logs(self, job_id: str, *, after: int = 0, limit: int = 10_000) -> list[LogLine]:
         with self.db.session() as session:
@@ -406,7 +424,9 @@ class JobService:
         return row
 
 
-def _record(row: JobRow) -> JobRecord:
+def _record(row: Any, transitions: Sequence[Any] | None = None) -> JobRecord:
+    """The read model of a job row (an ORM row with its transitions, or a Core row and the
+    transition rows given apart)."""
     progress = None
     if row.progress_total is not None:
         progress = Progress(done=row.progress_done or 0, total=row.progress_total)
@@ -428,6 +448,124 @@ def _record(row: JobRow) -> JobRecord:
         spec=row.spec,
         transitions=[
             TransitionRecord(status=t.status, attempt=t.attempt, at=t.at, reason=t.reason)
-            for t in row.transitions
+            for t in (row.transitions if transitions is None else transitions)
         ],
     )
+
+
+def _new_row(new: NewJob, now: datetime) -> dict[str, Any]:
+    return {
+        "id": new.job_id,
+        "name": new.spec.name,
+        "spec": new.spec.model_dump(mode="json"),
+        "status": Status.NEW.value,
+        "attempt": 0,
+        "max_attempts": new.max_attempts,
+        "reason": None,
+        "source": new.source,
+        "event_id": new.event_id,
+        "created_at": now,
+        "updated_at": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "not_before": now,
+        "stop_requested": False,
+        "progress_done": None,
+        "progress_total": None,
+        "output_location": None,
+        "model_info": None,
+    }
+
+
+def _unique(new_jobs: Sequence[NewJob]) -> list[NewJob]:
+    """The first of each job id (a batch may name one twice: two events, one job)."""
+    seen: dict[str, NewJob] = {}
+    for new in new_jobs:
+        seen.setdefault(new.job_id, new)
+    return list(seen.values())
+
+
+def _log_rows(job_id: str, lines: Iterable[tuple[datetime, str, str]]) -> list[dict[str, Any]]:
+    return [
+        {"job_id": job_id, "at": at, "stream": stream, "line": line} for at, stream, line in lines
+    ]
+
+
+def _transitions_of(connection: Connection, job_ids: Sequence[str]) -> dict[str, list[Any]]:
+    history: dict[str, list[Any]] = {job_id: [] for job_id in job_ids}
+    for row in connection.execute(_TRANSITIONS_OF, {"ids": list(job_ids)}):
+        history[row.job_id].append(row)
+    return history
+
+
+# The claim's statements, built once (the claim loop runs them for every job).
+_CLAIMABLE = (
+    select(JobRow.id)
+    .where(JobRow.status == Status.NEW.value)
+    .where(or_(JobRow.not_before.is_(None), JobRow.not_before <= bindparam("now")))
+    .order_by(JobRow.created_at, JobRow.id)
+    .limit(bindparam("limit"))
+)
+# Replicas on PostgreSQL skip the rows another claimer holds instead of waiting for them.
+_CLAIMABLE_LOCKED = _CLAIMABLE.with_for_update(skip_locked=True)
+_TAKE = (
+    update(JobRow)
+    .where(JobRow.id.in_(bindparam("ids", expanding=True)), JobRow.status == Status.NEW.value)
+    .values(
+        status=Status.WAITING_RESOURCES.value,
+        attempt=JobRow.attempt + 1,
+        lease_owner=bindparam("owner"),
+        lease_expires_at=bindparam("expires"),
+        stop_requested=False,
+        updated_at=bindparam("now"),
+    )
+    .returning(*JobRow.__table__.columns)
+)
+_TRANSITIONS_OF = (
+    select(TransitionRow.__table__)
+    .where(TransitionRow.job_id.in_(bindparam("ids", expanding=True)))
+    .order_by(TransitionRow.id)
+)
+
+
+@functools.cache
+def _compare_and_swap(owned: bool, terminal: bool, progress: bool, result: bool) -> Update:
+    """The UPDATE of a transition, built once per shape (the hot path: SQLAlchemy's statement
+    building costs more than SQLite's work); parameters as `JobService.transition` binds them."""
+    guard = [JobRow.id == bindparam("job_id"), JobRow.status.in_(bindparam("from", expanding=True))]
+    if owned:
+        guard.append(JobRow.lease_owner == bindparam("owner"))
+    values: dict[str, Any] = {"status": bindparam("status"), "updated_at": bindparam("now")}
+    if terminal:
+        values.update(reason=bindparam("kept_reason"), lease_owner=None, lease_expires_at=None)
+    if progress:
+        values.update(progress_done=bindparam("done"), progress_total=bindparam("total"))
+    if result:
+        values.update(
+            output_location=bindparam("output_location"), model_info=bindparam("model_info")
+        )
+    return update(JobRow).where(*guard).values(**values).returning(JobRow.attempt)
+
+
+_INSERT_TRANSITION = insert(TransitionRow).values(
+    job_id=bindparam("job_id"),
+    status=bindparam("status"),
+    attempt=bindparam("attempt"),
+    at=bindparam("now"),
+    reason=bindparam("reason"),
+)
+
+
+def _refuse(connection: Connection, job_id: str, status: Status, owner: str | None) -> NoReturn:
+    """Why a compare-and-swap to `status` moved nothing, as the error to raise."""
+    current = connection.execute(
+        select(JobRow.status, JobRow.lease_owner).where(JobRow.id == job_id)
+    ).one_or_none()
+    if current is None:
+        raise NotFound(f"job {job_id}: no such job")
+    if owner is not None and current.lease_owner != owner:
+        raise Conflict(f"job {job_id}: lease is no longer held by {owner}")
+    old = Status(current.status)
+    if not can_transition(old, status):
+        raise IllegalTransition(f"job {job_id}: cannot go from '{old}' to '{status}'")
+    raise Conflict(f"job {job_id}: changed by another writer before '{status}'")

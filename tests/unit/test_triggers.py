@@ -13,12 +13,11 @@ from autoinfer.config import Config, TriggerConfig
 from autoinfer.errors import ConfigError, SpecError
 from autoinfer.events.model import S3Event
 from autoinfer.storage.local import LocalStore
+from autoinfer.trigger_guards import check_buckets, check_loops
 from autoinfer.triggers import (
     LambdaContext,
     S3Locator,
     Trigger,
-    check_buckets,
-    check_loops,
     current_idempotency_key,
     key_stem,
 )
