@@ -93,6 +93,13 @@ class JobFailed(AutoInferError):
     code = "job_failed"
 
 
+class InputRejected(JobFailed):
+    """The job's input can never be processed as it is (larger than the job may use): a new
+    attempt would meet the same bytes, so the job fails without retrying."""
+
+    code = "input_rejected"
+
+
 class JobStopped(AutoInferError):
     """The job was stopped on request while a step ran."""
 

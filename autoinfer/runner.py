@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from autoinfer.db import utcnow
-from autoinfer.errors import AutoInferError, JobFailed, JobStopped, StorageError
+from autoinfer.errors import (
+    ArchiveError,
+    AutoInferError,
+    InputRejected,
+    JobFailed,
+    JobStopped,
+    StorageError,
+)
 from autoinfer.gallery import Gallery, Thumbnails
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import JobResult, JobService
@@ -177,6 +184,12 @@ class Runner:
             return self._end(Status.FINISHED, None, JobResult(location, model_info))
         except JobStopped:
             return self._end_cancelled()
+        except (ArchiveError, InputRejected) as error:
+            if self.cancellation.is_set:
+                return self._end_cancelled()
+            # A corrupt, hostile or oversized input stays what it is: another attempt would
+            # only repeat the failure.
+            return self._end(Status.FAILED, one_line(str(error)), retry=False)
         except AutoInferError as error:
             if self.cancellation.is_set:
                 return self._end_cancelled()
@@ -202,7 +215,14 @@ class Runner:
             return "new"  # the executor releases the job for the next start
         return self._end(Status.STOPPED, reason)
 
-    def _end(self, status: Status, reason: str | None, result: JobResult | None = None) -> str:
+    def _end(
+        self,
+        status: Status,
+        reason: str | None,
+        result: JobResult | None = None,
+        *,
+        retry: bool = True,
+    ) -> str:
         reason = self.ctx.redact(reason) if reason else reason  # stderr may quote a secret
         if reason:
             self.log.system(f"{status.value}: {reason}")
@@ -212,8 +232,10 @@ class Runner:
             self.log.flush()
             if self._progress is not None:
                 self.ctx.jobs.set_progress(self.job.id, *self._progress)
+            if not retry:
+                self.log.system("not retried: a new attempt would meet the same input")
             self.ctx.jobs.fail_or_retry(
-                self.job.id, reason or "failed", owner=self.owner, backoff_s=2.0
+                self.job.id, reason or "failed", owner=self.owner, backoff_s=2.0, retry=retry
             )
         else:
             self._commit_move(status, reason=reason, result=result)
@@ -274,7 +296,7 @@ class Runner:
         fetched = storage.download(uri, download_dir)
         used = tree_size(download_dir)
         if used > budget:
-            raise JobFailed(
+            raise InputRejected(
                 f"{what} {uri} is {used / GIB:.2f} GiB, more than the job's disk_size of "
                 f"{self.spec.resources.disk_size} GiB"
             )

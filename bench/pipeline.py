@@ -34,7 +34,7 @@ from autoinfer.config import (
 if TYPE_CHECKING:
     from autoinfer.api.server import BackgroundServer
 
-POLL_S = 0.02  # how often the result folder is looked at (the times come from ctime)
+POLL_S = 0.2  # how often the result folder is looked at (the times come from ctime)
 
 
 @dataclass(frozen=True)

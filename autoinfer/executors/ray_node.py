@@ -238,8 +238,10 @@ class ReportingJobs:
             )
         self.send("transition", Status(status), reason=reason, owner=owner)
 
-    def fail_or_retry(self, job_id: str, reason: str, *, owner: str, backoff_s: float) -> None:
-        self.send("fail_or_retry", reason, owner=owner, backoff_s=backoff_s)
+    def fail_or_retry(
+        self, job_id: str, reason: str, *, owner: str, backoff_s: float, retry: bool = True
+    ) -> None:
+        self.send("fail_or_retry", reason, owner=owner, backoff_s=backoff_s, retry=retry)
 
     def set_progress(self, job_id: str, done: int, total: int) -> None:
         self.later("set_progress", done, total)

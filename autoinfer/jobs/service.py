@@ -270,13 +270,16 @@ class JobService:
             self._requeue(session, row, "handed back at shutdown", 0.0)
             row.attempt = max(0, row.attempt - 1)
 
-    def fail_or_retry(self, job_id: str, reason: str, *, owner: str, backoff_s: float) -> JobRecord:
-        """A failed attempt: retry later with backoff while attempts remain, else `failed`."""
+    def fail_or_retry(
+        self, job_id: str, reason: str, *, owner: str, backoff_s: float, retry: bool = True
+    ) -> JobRecord:
+        """A failed attempt: retry later with backoff while attempts remain, else `failed`.
+        `retry=False`: a failure no new attempt can change (the input itself is at fault)."""
         with self.db.session() as session:
             row = self._row(session, job_id, lock=True)
             if row.lease_owner != owner:
                 raise Conflict(f"job {job_id}: lease is no longer held by {owner}")
-            if row.attempt < row.max_attempts and not row.stop_requested:
+            if retry and row.attempt < row.max_attempts and not row.stop_requested:
                 delay = backoff_s * (2 ** (row.attempt - 1))
                 self._requeue(session, row, f"attempt {row.attempt} failed: {reason}", delay)
             else:

@@ -122,7 +122,9 @@ def test_each_hostile_input_fails_its_job_precisely_and_writes_nothing_outside_i
     ]
     service = serve(
         triggers=[
-            classify_trigger("hostile", suffix="", max_attempts=1, resources={"disk_size": 1})
+            # Three attempts allowed: a hostile input must still fail at its first, for a
+            # new attempt would meet the same bytes.
+            classify_trigger("hostile", suffix="", max_attempts=3, resources={"disk_size": 1})
         ]
     )
     before = set(files_below(tmp_path))
