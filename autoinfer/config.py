@@ -89,6 +89,7 @@ class PredictorsConfig(_Strict):
     batch_size: int = Field(16, ge=1, le=1024)
     max_wait_ms: int = Field(20, ge=0, le=60_000)  # how long a batch may wait to fill
     idle_s: float = Field(300.0, gt=0)  # an idle worker is released after this
+    # Threads that decode a Ray job's images on its node (local workers decode their own).
     decode_threads: int = Field(2, ge=1, le=64)
     threads_per_worker: int | None = Field(None, ge=1, le=256)  # None: the cores shared out
 

@@ -23,30 +23,43 @@ log = logging.getLogger("autoinfer.gallery")
 
 class Thumbnails:
     """A job's thumbnails, made from its images as they are decoded for the model: pass it as
-    the predictor pool's `thumbnails` callback, then to `Gallery.save`, which makes the
-    missing ones from the files. Thread-safe (called from the decode threads)."""
+    the predictor pool's `thumbnails`, then to `Gallery.save`, which makes the missing ones
+    from the files. Thread-safe."""
 
     def __init__(self) -> None:
         self._jpegs: dict[str, bytes] = {}
 
     def __call__(self, file: str, image: Image.Image) -> None:
-        width, height = image.size
-        scale = min(1.0, THUMBNAIL_PX / max(width, height))
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        try:
-            # Bilinear from the already reduced image, after an n×n box average where it is
-            # still n or more times too big: half the cost of `Image.thumbnail`'s bicubic, and
-            # it is paid for every image of every job.
-            thumbnail = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=1.0)
-            encoded = io.BytesIO()
-            thumbnail.save(encoded, "JPEG", quality=80)
-        except (OSError, ValueError) as error:
-            log.warning("thumbnail of %s: %s; made from the file instead", file, error)
-            return
-        self._jpegs[file] = encoded.getvalue()
+        """Make the thumbnail of `file` from `image` (the whole image as decoded for the model)."""
+        encoded = encode_thumbnail(image)
+        if encoded is None:
+            log.warning("thumbnail of %s could not be made; made from the file instead", file)
+        else:
+            self.add(file, encoded)
+
+    def add(self, file: str, jpeg: bytes) -> None:
+        """Keep a thumbnail made elsewhere (a worker process) for `file`."""
+        self._jpegs[file] = jpeg
 
     def get(self, file: str) -> bytes | None:
         return self._jpegs.get(file)
+
+
+def encode_thumbnail(image: Image.Image) -> bytes | None:
+    """`image` (already reduced for the model) as a gallery thumbnail: JPEG bytes, or None."""
+    width, height = image.size
+    scale = min(1.0, THUMBNAIL_PX / max(width, height))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    try:
+        # Bilinear from the already reduced image, after an n×n box average where it is still
+        # n or more times too big: half the cost of `Image.thumbnail`'s bicubic, and it is paid
+        # for every image of every job.
+        thumbnail = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=1.0)
+        encoded = io.BytesIO()
+        thumbnail.save(encoded, "JPEG", quality=80)
+    except (OSError, ValueError):
+        return None
+    return encoded.getvalue()
 
 
 class Gallery:

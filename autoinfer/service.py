@@ -118,7 +118,6 @@ class AutoInferService:
                     batch_size=settings.batch_size,
                     max_wait_ms=settings.max_wait_ms,
                     idle_s=settings.idle_s,
-                    decode_threads=settings.decode_threads,
                     threads_per_worker=settings.threads_per_worker,
                 )
             return self._predictors

@@ -1,45 +1,40 @@
 """Warm predictor workers shared by every job, fed in batches.
 
-    job threads ──► decode threads ──► per-model queue ──► worker threads ──► worker processes
-    (classify())    (this process)     (batches form        (one per process:   (spawned; load
-                                        across jobs)         send, wait, hand    the model once,
-                                                             back results)       stay warm)
+    job threads ──► per-model queue ──► worker threads ──► worker processes
+    (classify())    (image paths;       (one per process:   (spawned; load the model once,
+                     batches form        send, wait, hand    stay warm; decode their batch's
+                     across jobs)        back results)       files, run the model, thumbnail)
 
 Each `classify` call runs in its caller's thread: it finds the images, keeps a bounded window
-of them decoding in the shared decode threads, and writes prediction files as results come
-back. Decoded crops from every job queue up per model; a worker takes up to `batch_size` of
-them (waiting at most `max_wait_ms` for a batch to fill), so concurrent jobs share batches and
-decoding overlaps inference. Workers start on demand (one at a time, up to `workers` per
-model), stop after `idle_s` without work, and a worker that dies fails only the jobs whose
-images it held; the next one is started in its place.
+of them queued, and writes prediction files as results come back. Images from every job queue
+up per model; a worker takes up to `batch_size` of them (waiting at most `max_wait_ms` for a
+batch to fill), so concurrent jobs share batches. The worker processes decode the files
+themselves: decoding is most of the per-image work outside the model, and done there it runs
+on every core in parallel instead of contending for this process's GIL with the service, and
+a decoder crash on a hostile file takes down a worker, not the service. Workers start on demand
+(one at a time, up to `workers` per model), stop after `idle_s` without work, and a worker that
+dies fails only the jobs whose images it held; the next one is started in its place.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-import numpy as np
-from PIL import Image
-
 from autoinfer.errors import JobStopped, ModelError
+from autoinfer.gallery import MAX_ITEMS, Thumbnails
 from autoinfer.predictors.classifier import prediction_paths, write_manifest, write_prediction
-from autoinfer.predictors.images import Preprocessing, UnreadableImage, decode_image, find_images
+from autoinfer.predictors.images import Preprocessing, find_images
 from autoinfer.predictors.worker import Worker
 from autoinfer.predictors.zoo import ModelRef, resolve_source
 
 Progress = Callable[[int, int], None]
-#: Called from a decode thread with an image's file name (relative to the data folder) and the
-#: whole image as decoded for the model (RGB, short side = the model's resize).
-Thumbnails = Callable[[str, Image.Image], None]
 _POLL_S = 0.05  # how often a waiting job looks at its `cancelled` event
 
 
@@ -57,22 +52,19 @@ class PredictorPool:
         batch_size: int = 16,
         max_wait_ms: int = 20,
         idle_s: float = 300,
-        decode_threads: int = 2,
         threads_per_worker: int | None = None,
     ) -> None:
-        if workers < 1 or batch_size < 1 or decode_threads < 1:
-            raise ValueError("workers, batch_size and decode_threads must be at least 1")
+        if workers < 1 or batch_size < 1:
+            raise ValueError("workers and batch_size must be at least 1")
         self.cache_dir = Path(cache_dir)
         self.workers = workers
         self.batch_size = batch_size
         self.max_wait_s = max_wait_ms / 1000
         self.idle_s = idle_s
-        self.decode_threads = decode_threads
         # ONNX Runtime threads per worker process; by default the cores shared out.
         self.threads_per_worker = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
         self._lock = threading.Lock()
         self._models: dict[tuple[Any, ...], _Model] = {}
-        self._decoder: ThreadPoolExecutor | None = None
         self._closed = False
 
     def classify(
@@ -91,8 +83,8 @@ class PredictorPool:
         Blocks until done. Undecodable images get an `error` prediction file. Raises ModelError
         when the model can't load or its worker dies holding this job's images, JobStopped
         soon after `cancelled` is set. `progress(done, total)` is called from this thread;
-        `thumbnails(file, image)` from the decode threads, once per decodable image (for a
-        gallery, at a fraction of the cost of decoding the file again).
+        `thumbnails` gets the gallery's thumbnails of the first images (`gallery.MAX_ITEMS`),
+        made by the workers from the images they decode, from the worker threads.
         """
         ref = resolve_source(model_source, labels_uri)
         data_dir, output_dir = Path(data_dir), Path(output_dir)
@@ -142,11 +134,8 @@ class PredictorPool:
         with self._lock:
             self._closed = True
             models, self._models = list(self._models.values()), {}
-            decoder, self._decoder = self._decoder, None
         for model in models:
             model.close()
-        if decoder is not None:
-            decoder.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> Self:
         return self
@@ -166,17 +155,18 @@ class PredictorPool:
         cancelled: threading.Event | None,
         data_dir: Path,
     ) -> int:
-        """Feed the job's images through the decode threads and write results as they come;
-        returns the number of undecodable images."""
+        """Queue the job's images for the workers, a window at a time, and write results as
+        they come; returns the number of undecodable images."""
         total = len(job.images)
-        window = self.batch_size * (self.workers + 1) + self.decode_threads
+        window = self.batch_size * (self.workers + 1)
         submitted = done = errors = 0
         while done < total:
             self._check(cancelled, job, data_dir)
             with job.cond:
                 room = min(window - job.in_flight, total - submitted)
                 job.in_flight += room
-            self._submit(model, job, range(submitted, submitted + room), prep)
+            if room:
+                self._submit(model, job, range(submitted, submitted + room))
             submitted += room
             with job.cond:
                 if not job.results and job.error is None:
@@ -198,36 +188,16 @@ class PredictorPool:
         self._check(cancelled, job, data_dir)
         return errors
 
-    def _submit(self, model: _Model, job: _Job, indexes: range, prep: Preprocessing) -> None:
+    def _submit(self, model: _Model, job: _Job, indexes: range) -> None:
         with self._lock:
             if self._closed:
                 raise ModelError("the predictor pool is closed")
-            if self._decoder is None:
-                self._decoder = ThreadPoolExecutor(self.decode_threads, "autoinfer-decode")
-            model.decoding_started(len(indexes))
-            for index in indexes:
-                self._decoder.submit(self._decode, model, job, index, prep)
-
-    def _decode(self, model: _Model, job: _Job, index: int, prep: Preprocessing) -> None:
-        """Runs in a decode thread: one image → the model's queue, or an error record."""
-        item = None
-        try:
-            if job.closed:
-                job.drop()
-            else:
-                on_resized = None
-                if job.thumbnails is not None:
-                    on_resized = functools.partial(job.thumbnails, job.files[index])
-                crop = decode_image(
-                    job.images[index], prep.size, prep.resize, on_resized=on_resized
-                )
-                item = _Item(job, index, crop)
-        except UnreadableImage as error:
-            job.finish(index, {"error": error.reason})
-        except Exception as error:  # noqa: BLE001 - not the image's fault: fail the job
-            job.fail(error)
-        finally:
-            model.decoded(item)
+        # The gallery shows the first MAX_ITEMS images: only those get a thumbnail.
+        wants_thumbnails = job.thumbnails is not None
+        model.enqueue(
+            _Item(job, index, job.images[index], wants_thumbnails and index < MAX_ITEMS)
+            for index in indexes
+        )
 
     def _check(self, cancelled: threading.Event | None, job: _Job, data_dir: Path) -> None:
         if cancelled is not None and cancelled.is_set():
@@ -249,7 +219,7 @@ class PredictorPool:
 
 @dataclass(eq=False)
 class _Job:
-    """One `classify` call's shared state: what the decode and worker threads report back."""
+    """One `classify` call's shared state: what the worker threads report back."""
 
     images: list[Path]
     files: list[str]  # names relative to the data folder, for the prediction files
@@ -257,7 +227,7 @@ class _Job:
     thumbnails: Thumbnails | None = None
     cond: threading.Condition = field(default_factory=threading.Condition)
     results: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    in_flight: int = 0  # submitted for decoding and not finished yet
+    in_flight: int = 0  # queued or in a worker, not finished yet
     error: BaseException | None = None
     closed: bool = False  # finished, failed or stopped: its queued images are dropped
 
@@ -284,14 +254,17 @@ class _Job:
 
 @dataclass(eq=False)
 class _Item:
+    """One image of a job, queued for a worker."""
+
     job: _Job
     index: int
-    crop: np.ndarray  # uint8 (H, W, 3)
+    path: Path
+    thumbnail: bool  # the worker also makes its gallery thumbnail
     queued: float = field(default_factory=time.monotonic)
 
 
 class _Model:
-    """One model source: its queue of decoded images and its worker processes."""
+    """One model source: its queue of images and its worker processes."""
 
     def __init__(self, pool: PredictorPool, source: str, labels_uri: str | None) -> None:
         self.pool = pool
@@ -301,7 +274,6 @@ class _Model:
         self.queue: deque[_Item] = deque()
         self.workers: list[Worker] = []
         self.waiting = 0  # workers waiting for a batch
-        self.decoding = 0  # images in the decode threads, on their way to the queue
         self.info: dict[str, Any] | None = None
         self.preprocessing: Preprocessing | None = None
         self.start_error: ModelError | None = None
@@ -324,28 +296,20 @@ class _Model:
                 check()
             return self.preprocessing
 
-    def decoding_started(self, count: int) -> None:
+    def enqueue(self, items: Iterable[_Item]) -> None:
+        """Queue images for the workers. Starts another worker when every worker is busy and
+        fewer than `workers` run."""
         with self.cond:
-            self.decoding += count
-
-    def decoded(self, item: _Item | None) -> None:
-        """An image left the decode threads: queue it (None: it needs no model run). Starts
-        another worker when every worker is busy and fewer than `workers` run."""
-        with self.cond:
-            self.decoding -= 1
-            if item is not None and item.job.closed:
-                item.job.drop()
-            elif item is not None:
-                self.queue.append(item)
-                live = len(self.workers)
-                starting = any(worker.starting for worker in self.workers)
-                if not (self.waiting or starting or self.closing) and live < self.pool.workers:
-                    self._start_worker()
-            self.cond.notify_all()  # wait_ready() waits here too: wake the workers for sure
+            self.queue.extend(items)
+            live = len(self.workers)
+            starting = any(worker.starting for worker in self.workers)
+            if not (self.waiting or starting or self.closing) and live < self.pool.workers:
+                self._start_worker()
+            self.cond.notify_all()
 
     def take_batch(self, worker: Worker) -> list[_Item] | None:
-        """Up to `batch_size` queued images, once the batch is full, its oldest image has
-        waited `max_wait_ms`, or nothing more is being decoded. None when closing, or after
+        """Up to `batch_size` queued images, once the batch is full or its oldest image has
+        waited `max_wait_ms`. None when closing, or after
         `idle_s` without work: the worker is then already off the list, so that new work
         starts a fresh one."""
         pool = self.pool
@@ -359,7 +323,7 @@ class _Model:
                     if self.queue:
                         age = now - self.queue[0].queued
                         full = len(self.queue) >= pool.batch_size
-                        if full or age >= pool.max_wait_s or self.decoding == 0:
+                        if full or age >= pool.max_wait_s:
                             count = min(pool.batch_size, len(self.queue))
                             return [self.queue.popleft() for _ in range(count)]
                         self.cond.wait(pool.max_wait_s - age)

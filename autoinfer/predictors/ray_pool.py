@@ -38,9 +38,9 @@ try:
     from ray.exceptions import RayActorError, RayError, RayTaskError
 except ImportError:  # an optional extra
     raise ConfigError("Ray is not installed here; pip install 'autoinfer[ray]'") from None
+from autoinfer.gallery import Thumbnails
 from autoinfer.predictors.classifier import prediction_paths, write_manifest, write_prediction
 from autoinfer.predictors.images import Preprocessing, UnreadableImage, decode_image, find_images
-from autoinfer.predictors.pool import Thumbnails
 
 log = logging.getLogger("autoinfer.predictors.ray")
 Progress = Callable[[int, int], None]

@@ -2,35 +2,32 @@
 the parent that feeds it (`Worker`).
 
 The protocol on the pipe between them is small: the process sends ("ready", info, preprocessing)
-or ("error", reason) once; then for each uint8 batch (N, H, W, 3) it gets, ("ok", [top-5 per
-image]) or ("error", reason). None or a closed pipe ends it. A pipe that closes while a batch is
-out means the process died with that batch.
-
-The crops themselves (150 KB each) do not go through the pipe where the system allows: after
-"ready" the feeding thread sends ("buffer", shape) and then, over the pipe's socket, the
-descriptor of a memory file (Linux memfd) that both processes map; each batch is then written
-there and announced as ("crops", N). That saves both processes the pickling and the copies
-through the kernel. Elsewhere, or when the memory can't be reserved, the arrays are sent.
+or ("error", reason) once; then for each batch of image paths it gets, ("ok", [(record,
+thumbnail), ...]) with a record per image ({"classes": top-5} or {"error": why it could not be
+decoded}) and the JPEG bytes of its gallery thumbnail when one was asked for, or ("error",
+reason) when the model itself failed. None or a closed pipe ends it. A pipe that closes while a
+batch is out means the process died with that batch.
 """
 
 from __future__ import annotations
 
-import mmap
 import multiprocessing
-import os
 import signal
 import threading
-from multiprocessing import reduction
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image
 
 from autoinfer.errors import AutoInferError, ModelError
-from autoinfer.predictors.images import Preprocessing
+from autoinfer.gallery import encode_thumbnail
+from autoinfer.predictors.images import Preprocessing, UnreadableImage, decode_image
 
 if TYPE_CHECKING:
+    from autoinfer.predictors.classifier import Classifier
     from autoinfer.predictors.pool import _Item, _Model
 
 
@@ -43,8 +40,6 @@ class Worker:
         self.busy = False
         self.process: Any = None
         self.conn: Connection | None = None
-        self._crops: np.ndarray | None = None  # the batch buffer shared with the process
-        self._buffer: mmap.mmap | None = None
         self.thread = threading.Thread(target=self._run, name="autoinfer-predictor", daemon=True)
 
     def _run(self) -> None:
@@ -97,42 +92,15 @@ class Worker:
             ) from None
         if message[0] == "error":
             raise ModelError(message[1])
-        info, prep = message[1], message[2]
-        self._share_buffer((self.model.pool.batch_size, prep.size, prep.size, 3))
-        return info, prep
-
-    def _share_buffer(self, shape: tuple[int, int, int, int]) -> None:
-        """Give the process a memory file to take its batches from (see the module's doc);
-        without one (not Linux, memory short) batches go through the pipe."""
-        assert self.conn is not None
-        size = int(np.prod(shape))
-        try:
-            fd = os.memfd_create("autoinfer-crops", os.MFD_CLOEXEC)
-        except (AttributeError, OSError):  # no memfd (not Linux): the pipe it is
-            return
-        try:
-            try:
-                os.posix_fallocate(fd, 0, size)  # reserved now: writing to it can't SIGBUS
-            except OSError:  # no memory to reserve: the pipe it is
-                return
-            self._buffer = mmap.mmap(fd, size)
-            self._crops = np.frombuffer(self._buffer, dtype=np.uint8).reshape(shape)
-            self.conn.send(("buffer", shape))
-            reduction.send_handle(self.conn, fd, self.process.pid)
-        finally:
-            os.close(fd)  # the mappings keep the memory
+        return message[1], message[2]
 
     def _classify(self, batch: list[_Item]) -> bool:
         """Run one batch and hand the results to its jobs; False when the worker died."""
         assert self.conn is not None
         self.busy = True
         try:
-            shared = self._crops
-            if shared is not None:
-                np.stack([item.crop for item in batch], out=shared[: len(batch)])
-                self.conn.send(("crops", len(batch)))
-            else:
-                self.conn.send(np.stack([item.crop for item in batch]))
+            paths = [str(item.path) for item in batch]
+            self.conn.send((paths, [item.thumbnail for item in batch]))
             status, payload = self.conn.recv()
         except Exception as failure:  # noqa: BLE001 - a lost batch must fail its jobs
             if isinstance(failure, (EOFError, OSError)):
@@ -150,8 +118,10 @@ class Worker:
         finally:
             self.busy = False
         if status == "ok":
-            for item, classes in zip(batch, payload, strict=True):
-                item.job.finish(item.index, {"classes": classes})
+            for item, (record, thumbnail) in zip(batch, payload, strict=True):
+                if thumbnail is not None and item.job.thumbnails is not None:
+                    item.job.thumbnails.add(item.job.files[item.index], thumbnail)
+                item.job.finish(item.index, record)
             self.model.counted(len(batch))
         else:
             error = ModelError(f"{self.model.source}: {payload}")
@@ -180,12 +150,6 @@ class Worker:
             self.process.join(5)
         if self.conn is not None:
             self.conn.close()
-        buffer, self._buffer, self._crops = self._buffer, None, None
-        if buffer is not None:
-            try:
-                buffer.close()
-            except BufferError:
-                pass  # a batch being written (stop() gave up waiting): freed with its last view
 
 
 def serve(
@@ -194,9 +158,8 @@ def serve(
     """A worker process: load the model once, then answer batches until told to stop.
 
     Protocol on `conn`: it sends ("ready", info, preprocessing) or ("error", reason) first; then
-    for each uint8 batch (N, H, W, 3) received, ("ok", [top-5 per image]) or ("error", reason);
-    None or a closed pipe ends it. A batch is an array, or ("crops", N): the first N crops of the
-    buffer that a ("buffer", shape) message and the descriptor after it set up.
+    for each batch (paths, wants_thumbnail flags) received, ("ok", [(record, thumbnail jpeg or
+    None) per image]) or ("error", reason); None or a closed pipe ends it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     from autoinfer.predictors.zoo import load_classifier
@@ -210,33 +173,49 @@ def serve(
         conn.send(("error", f"{source}: {type(error).__name__}: {error}"))
         return
     conn.send(("ready", classifier.info, classifier.preprocessing))
-    shared: np.ndarray | None = None  # the batch buffer, once the parent has sent it
     while True:
         try:
-            message = conn.recv()
-            if isinstance(message, tuple) and message[0] == "buffer":
-                shared = _map_buffer(reduction.recv_handle(conn), message[1])
-                continue
+            batch = conn.recv()
         except (EOFError, OSError):
             return
-        if message is None:
+        if batch is None:
             return
         try:
-            if isinstance(message, tuple):  # ("crops", n)
-                assert shared is not None, "crops announced before the buffer"
-                batch = shared[: message[1]]
-            else:
-                batch = message
-            probs = classifier.predict_crops(batch)
-            conn.send(("ok", [classifier.top5(row) for row in probs]))
+            conn.send(("ok", classify_files(classifier, *batch)))
         except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
             conn.send(("error", f"{type(error).__name__}: {error}"))
 
 
-def _map_buffer(fd: int, shape: tuple[int, ...]) -> np.ndarray:
-    """The parent's batch buffer (a memory file received as `fd`) as a uint8 array."""
-    try:
-        buffer = mmap.mmap(fd, int(np.prod(shape)))
-    finally:
-        os.close(fd)
-    return np.frombuffer(buffer, dtype=np.uint8).reshape(shape)
+def classify_files(
+    classifier: Classifier, paths: Sequence[str], thumbnails: Sequence[bool]
+) -> list[tuple[dict[str, Any], bytes | None]]:
+    """Decode the files, run the decodable ones through the model as one batch; per file its
+    prediction record and, where asked for, its gallery thumbnail (JPEG bytes)."""
+    prep = classifier.preprocessing
+    records: list[dict[str, Any]] = [{} for _ in paths]
+    jpegs: list[bytes | None] = [None] * len(paths)
+    crops, decoded = [], []
+    for index, (path, wants_thumbnail) in enumerate(zip(paths, thumbnails, strict=True)):
+        resized: list[Image.Image] = []
+        try:
+            crops.append(
+                decode_image(
+                    Path(path),
+                    prep.size,
+                    prep.resize,
+                    on_resized=resized.append if wants_thumbnail else None,
+                )
+            )
+        except UnreadableImage as error:
+            records[index] = {"error": error.reason}
+            continue
+        except Exception as error:  # noqa: BLE001 - a decoder's failure is the file's, not the batch's
+            records[index] = {"error": f"cannot decode: {type(error).__name__}: {error}"}
+            continue
+        decoded.append(index)
+        if resized:
+            jpegs[index] = encode_thumbnail(resized[0])
+    if crops:
+        for index, row in zip(decoded, classifier.predict_crops(np.stack(crops)), strict=True):
+            records[index] = {"classes": classifier.top5(row)}
+    return list(zip(records, jpegs, strict=True))

@@ -33,7 +33,7 @@ def test_the_predictors_section_sizes_the_warm_pool(
     service = AutoInferService(make_config(predictors=PredictorsConfig(**settings)))
     try:
         pool = service.predictors
-        assert (pool.workers, pool.batch_size, pool.decode_threads) == (3, 4, 1)
+        assert (pool.workers, pool.batch_size) == (3, 4)
         assert (pool.max_wait_s, pool.idle_s, pool.threads_per_worker) == (0.007, 9, 2)
         assert service.predictors is pool  # one pool for every job
     finally:

@@ -1,20 +1,20 @@
-"""A predictor worker process takes its batches through the pipe or from the shared buffer,
-and predicts the same either way: what the classifier predicts in this process."""
+"""A predictor worker process decodes the files of a batch itself and predicts what the
+classifier predicts in this process; a file it cannot decode gets its error, not the batch."""
 
 from __future__ import annotations
 
-import mmap
+import io
 import multiprocessing
-import os
 from collections.abc import Iterator
-from multiprocessing import reduction
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from autoinfer.gallery import THUMBNAIL_PX
 from autoinfer.predictors import PredictorPool, classify_folder, load_classifier
 from autoinfer.predictors.images import decode_image
 from autoinfer.predictors.worker import serve
@@ -54,36 +54,50 @@ def in_process(model_cache: Path, crops: np.ndarray) -> list[list[dict[str, Any]
     return [classifier.top5(row) for row in classifier.predict_crops(crops)]
 
 
-def test_a_batch_sent_through_the_pipe_gets_the_in_process_predictions(
-    worker: tuple[Connection, Any], seed_crops: np.ndarray, model_cache: Path
+def test_a_batch_of_files_gets_the_in_process_predictions_and_the_thumbnails_asked_for(
+    worker: tuple[Connection, Any], seed_images: Path, seed_crops: np.ndarray, model_cache: Path
 ) -> None:
     conn, _process = worker
-    conn.send(seed_crops)
-    assert conn.recv() == ("ok", in_process(model_cache, seed_crops))
-
-
-@pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="memory files are Linux's")
-def test_batches_in_the_shared_buffer_get_the_in_process_predictions(
-    worker: tuple[Connection, Any], seed_crops: np.ndarray, model_cache: Path
-) -> None:
-    conn, process = worker
-    shape = (8, *seed_crops.shape[1:])
-    fd = os.memfd_create("test-crops")
-    try:
-        os.ftruncate(fd, int(np.prod(shape)))
-        buffer = mmap.mmap(fd, int(np.prod(shape)))
-        conn.send(("buffer", shape))
-        reduction.send_handle(conn, fd, process.pid)
-    finally:
-        os.close(fd)
-    shared = np.frombuffer(buffer, dtype=np.uint8).reshape(shape)
+    paths = [str(seed_images / name) for name in SEEDS]
+    wanted = [index % 2 == 0 for index in range(len(paths))]
+    conn.send((paths, wanted))
+    status, results = conn.recv()
+    assert status == "ok"
     expected = in_process(model_cache, seed_crops)
-    shared[:5] = seed_crops
-    conn.send(("crops", 5))
-    assert conn.recv() == ("ok", expected)
-    shared[:2] = seed_crops[3:]  # the buffer is reused: a smaller batch, other images
-    conn.send(("crops", 2))
-    assert conn.recv() == ("ok", expected[3:])
+    assert [record for record, _ in results] == [{"classes": classes} for classes in expected]
+    for (_, thumbnail), asked in zip(results, wanted, strict=True):
+        if not asked:
+            assert thumbnail is None
+            continue
+        with Image.open(io.BytesIO(thumbnail)) as image:
+            assert image.format == "JPEG"
+            assert max(image.size) == THUMBNAIL_PX
+
+
+def test_undecodable_files_get_their_error_and_the_rest_of_the_batch_its_classes(
+    worker: tuple[Connection, Any],
+    seed_images: Path,
+    seed_crops: np.ndarray,
+    model_cache: Path,
+    tmp_path: Path,
+) -> None:
+    conn, _process = worker
+    text = tmp_path / "notes.png"
+    text.write_text("not an image at all")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes((seed_images / SEEDS[0]).read_bytes()[:300])
+    paths = [str(text), str(seed_images / SEEDS[1]), str(truncated), str(tmp_path / "gone.jpg")]
+    conn.send((paths, [True] * len(paths)))
+    status, results = conn.recv()
+    assert status == "ok"
+    records = [record for record, _ in results]
+    assert set(records[0]) == {"error"} and set(records[2]) == {"error"}
+    assert set(records[3]) == {"error"}
+    assert records[1] == {"classes": in_process(model_cache, seed_crops[1:2])[0]}
+    assert [thumbnail is not None for _, thumbnail in results] == [False, True, False, False]
+    # The worker keeps serving.
+    conn.send(([str(seed_images / SEEDS[2])], [False]))
+    assert conn.recv() == ("ok", [({"classes": in_process(model_cache, seed_crops[2:3])[0]}, None)])
 
 
 def test_the_pool_writes_the_prediction_files_the_in_process_classifier_writes(
