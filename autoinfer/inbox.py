@@ -284,17 +284,14 @@ class Inbox:
             for settlement in settlements:
                 first = settlement.first_dispatch
                 moved = connection.execute(
-                    update(EventRow)
-                    .where(
-                        EventRow.id == settlement.event_id,
-                        EventRow.outcome == Outcome.PENDING.value,
-                    )
-                    .values(
-                        outcome=settlement.outcome.value,
-                        reason=settlement.reason,
-                        trigger=first.trigger if first else None,
-                        job_id=first.job_id if first else None,
-                    )
+                    _SETTLE,
+                    {
+                        "event_id": settlement.event_id,
+                        "new_outcome": settlement.outcome.value,
+                        "new_reason": settlement.reason,
+                        "first_trigger": first.trigger if first else None,
+                        "first_job_id": first.job_id if first else None,
+                    },
                 )
                 results.append(moved.rowcount == 1)
                 if moved.rowcount == 1:
@@ -309,7 +306,7 @@ class Inbox:
                         for d in settlement.dispatches
                     )
             if dispatch_rows:
-                connection.execute(insert(DispatchRow), dispatch_rows)
+                connection.execute(_INSERT_DISPATCH, dispatch_rows)
         return results
 
     def get(self, event_id: int) -> EventRecord:
@@ -404,6 +401,12 @@ class SourceCursor:
     def __init__(self, db: Database, source: str) -> None:
         self.db = db
         self.source = source
+        # One statement for any number of objects (run as an executemany), built once.
+        upsert = db.insert()(SeenObjectRow)
+        self._upsert = upsert.on_conflict_do_update(
+            index_elements=["source", "bucket", "key"],
+            set_={name: upsert.excluded[name] for name in ("etag", "size", "stamp", "seen_at")},
+        )
 
     def started(self) -> bool:
         """Whether this source has completed a first scan before (in this or an earlier run)."""
@@ -446,20 +449,8 @@ class SourceCursor:
         ]
         if not rows:
             return
-        insert = self.db.insert()
-        with self.db.session() as session:
-            for start in range(0, len(rows), 500):
-                statement = insert(SeenObjectRow).values(rows[start : start + 500])
-                statement = statement.on_conflict_do_update(
-                    index_elements=["source", "bucket", "key"],
-                    set_={
-                        "etag": statement.excluded.etag,
-                        "size": statement.excluded.size,
-                        "stamp": statement.excluded.stamp,
-                        "seen_at": statement.excluded.seen_at,
-                    },
-                )
-                session.execute(statement)
+        with self.db.connection() as connection:
+            connection.execute(self._upsert, rows)
 
     def forget(self, keys: Iterable[tuple[str, str]]) -> None:
         """Drop (bucket, key) entries of objects that no longer exist."""
@@ -519,6 +510,18 @@ def _record_duplicate(connection: Connection, event: S3Event, values: dict[str, 
     )
 
 
+# The hot statements, built once (every event passes through them).
+_SETTLE = (
+    update(EventRow)
+    .where(EventRow.id == bindparam("event_id"), EventRow.outcome == Outcome.PENDING.value)
+    .values(
+        outcome=bindparam("new_outcome"),
+        reason=bindparam("new_reason"),
+        trigger=bindparam("first_trigger"),
+        job_id=bindparam("first_job_id"),
+    )
+)
+_INSERT_DISPATCH = insert(DispatchRow)
 _EVENTS_BY_ID = select(EventRow.__table__).where(EventRow.id.in_(bindparam("ids", expanding=True)))
 _DISPATCHES_OF = (
     select(DispatchRow.__table__)

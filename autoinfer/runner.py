@@ -1,7 +1,8 @@
 """One job's life, wherever it runs: stage in → run → stage out, with its log and status.
 
 The runner owns a scratch folder per attempt (`<scratch>/<job id>-<attempt>/` holding `data/`,
-`model/`, `output/`), removes it when done and turns every failure into one line of reason.
+`output/` and, unless the job runs in the predictor pool, `model/`), removes it when done and
+turns every failure into one line of reason.
 """
 
 from __future__ import annotations
@@ -275,8 +276,12 @@ class Runner:
 
     def _prepare_folders(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
-        for folder in (self.data_dir, self.model_dir, self.output_dir):
-            folder.mkdir(parents=True)
+        self.workdir.mkdir(parents=True)
+        folders = [self.data_dir, self.output_dir]
+        if not runs_in_predictor_pool(self.job.spec):  # a pool job has no model to fetch or run
+            folders.append(self.model_dir)
+        for folder in folders:
+            folder.mkdir()
 
     # --- stage in -----------------------------------------------------------------------
 

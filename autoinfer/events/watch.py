@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -181,13 +182,11 @@ class WatchSource(Source):
             st = path.lstat()
         except FileNotFoundError:
             return
-        if path.is_symlink():
-            return
-        if path.is_dir():
+        if stat.S_ISDIR(st.st_mode):
             for file in self._files(path):
                 self._offer(file)
             return
-        if not path.is_file():
+        if not stat.S_ISREG(st.st_mode):  # links, devices, sockets are not objects
             return
         stamp = (st.st_size, st.st_mtime_ns)
         if self._reported_as(place, stamp):

@@ -525,10 +525,12 @@ def _output_files(folder: Path, exclude: Path) -> list[tuple[Path, str]]:
         for name in names:
             path = base / name
             relative = path.relative_to(folder).as_posix()
-            if name.startswith(".autoinfer-zip-") or path.resolve() == excluded:
+            link = path.is_symlink()
+            # Only a link needs resolving: no folder below `folder` is a link (refused above).
+            real = path.resolve() if link else real_folder / relative
+            if name.startswith(".autoinfer-zip-") or real == excluded:
                 continue
-            if path.is_symlink():
-                real = path.resolve()
+            if link:
                 if not real.is_relative_to(real_folder) or not real.is_file():
                     raise ArchiveError(
                         f"{folder}: '{relative}' is a link to something outside the output "

@@ -14,7 +14,7 @@ import re
 import stat as stat_mode
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
@@ -107,14 +107,26 @@ def copy_file(src: Path, target: Path, *, durable: bool = False) -> str:
 
     `durable` fsyncs before the rename, so a crash leaves the old object or the new one.
     """
+    digest = hashlib.md5(usedforsecurity=False)
+    _copy_into_place(src, target, durable=durable, seen=digest.update)
+    etag = digest.hexdigest()
+    _ETAGS.put(target.stat(), etag)
+    return etag
+
+
+def _copy_into_place(
+    src: Path, target: Path, *, durable: bool = False, seen: Callable[[bytes], None] | None = None
+) -> None:
+    """Copy `src` to a temp file beside `target`, then rename it into place; `seen` gets every
+    chunk copied (a download skips hashing: its MD5 was never asked for)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
     tmp = Path(tmp_name)
-    digest = hashlib.md5(usedforsecurity=False)
     try:
         with open(fd, "wb") as out, src.open("rb") as source:
             while chunk := source.read(CHUNK_SIZE):
-                digest.update(chunk)
+                if seen is not None:
+                    seen(chunk)
                 out.write(chunk)
             out.flush()
             if durable:
@@ -125,9 +137,6 @@ def copy_file(src: Path, target: Path, *, durable: bool = False) -> str:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    etag = digest.hexdigest()
-    _ETAGS.put(target.stat(), etag)
-    return etag
 
 
 def _modified(st: os.stat_result) -> datetime:
@@ -166,6 +175,10 @@ class LocalStorage(Storage):
     def stat(self, uri: str) -> ObjectInfo:
         """The file at `uri` with its MD5 ETag; StorageError for a folder or nothing."""
         path = self.path_of(uri)
+        return self._file_info(uri, path, self._key_of(path))
+
+    def _file_info(self, uri: str, path: Path, key: str) -> ObjectInfo:
+        """`stat` of the file `path` (already checked), reported under `key`; errors name `uri`."""
         try:
             st = path.stat()
             if stat_mode.S_ISDIR(st.st_mode):
@@ -178,11 +191,7 @@ class LocalStorage(Storage):
         except OSError as error:
             raise StorageError(f"{uri}: {_reason(error)}") from None
         return ObjectInfo(
-            uri=file_uri(path),
-            key=self._key_of(path),
-            size=st.st_size,
-            etag=etag,
-            modified=_modified(st),
+            uri=file_uri(path), key=key, size=st.st_size, etag=etag, modified=_modified(st)
         )
 
     def list(self, uri: str) -> Iterator[ObjectInfo]:
@@ -240,12 +249,12 @@ class LocalStorage(Storage):
         try:
             if src.is_file():
                 target = dest / src.name
-                copy_file(src, target)
+                _copy_into_place(src, target)
                 return target
             if src.is_dir():
                 dest.mkdir(parents=True, exist_ok=True)
                 for path, relative in list(self._walk(uri, src)):
-                    copy_file(path, dest / relative)
+                    _copy_into_place(path, dest / relative)
                 return dest
         except OSError as error:
             raise StorageError(f"{uri}: {_reason(error)}") from None
@@ -332,6 +341,11 @@ class LocalStore(LocalStorage):
 
     def locate(self, uri: str) -> tuple[str, str]:
         """(bucket, key) of a path or `file://` URI inside the root; StorageError otherwise."""
+        bucket, key, _ = self._located(uri)
+        return bucket, key
+
+    def _located(self, uri: str) -> tuple[str, str, Path]:
+        """`locate`, and the checked path (`path_for`) of that bucket and key."""
         path = path_from_uri(uri, self.base_dir)
         for root in (self.root, self._real_root):
             if path.is_relative_to(root):
@@ -344,20 +358,17 @@ class LocalStore(LocalStorage):
         bucket, key = parts[0], "/".join(parts[1:])
         if key and uri.endswith("/"):
             key += "/"
-        self.path_for(bucket, key)
-        return bucket, key
+        return bucket, key, self.path_for(bucket, key)
 
     def object_info(self, bucket: str, key: str) -> ObjectInfo:
         """The object `key` in `bucket`, its ETag the content's MD5 (as S3's single-part)."""
-        info = super().stat(file_uri(self.path_for(bucket, key)))
-        return ObjectInfo(
-            uri=info.uri, key=key, size=info.size, etag=info.etag, modified=info.modified
-        )
+        path = self.path_for(bucket, key)
+        return self._file_info(file_uri(path), path, key)
 
     # -- the Storage interface, with the root enforced --------------------------------------
 
     def path_of(self, uri: str) -> Path:
-        return self.path_for(*self.locate(uri))
+        return self._located(uri)[2]
 
     def _key_of(self, path: Path) -> str:
         return "/".join(path.relative_to(self.root).parts[1:])
@@ -366,7 +377,8 @@ class LocalStore(LocalStorage):
         return path.resolve().is_relative_to(self._real_root)
 
     def stat(self, uri: str) -> ObjectInfo:
-        return self.object_info(*self.locate(uri))
+        _, key, path = self._located(uri)
+        return self._file_info(file_uri(path), path, key)
 
     def list(self, uri: str) -> Iterator[ObjectInfo]:
         """Objects below the bucket/prefix `uri`; a prefix with no folder yet lists nothing,
