@@ -31,8 +31,9 @@ log = logging.getLogger("autoinfer.events.watch")
 
 #: Files whose names end so are still being written by a browser, rsync, curl, etc.
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".download")
-#: Events per `ingest` call.
-BATCH = 500
+#: Events per `ingest` call: small enough that the first jobs of a large drop are created (and
+#: start) while the rest are still being recorded.
+BATCH = 25
 #: How long `start` waits for the watcher to be live before its first rescan.
 WATCHER_READY_S = 10.0
 
@@ -133,7 +134,7 @@ class WatchSource(Source):
                     self.root,
                     watch_filter=None,
                     debounce=100,
-                    step=50,
+                    step=10,  # hand changes over 10 ms after the last one: jobs start sooner
                     stop_event=self._stop,
                     rust_timeout=250,
                     yield_on_timeout=True,  # the first (empty) yield says the watch is set up
