@@ -160,7 +160,6 @@ def run(sizes: Sizes, cache: Path | None, workdir: Path | None, *, ray: bool) ->
             "threads_per_worker": worker_threads,
             "batch_size": pool.batch_size,
             "max_wait_ms": pool.max_wait_ms,
-            "decode_threads": pool.decode_threads,
         },
         "machine": machine(),
         # Other work on the machine skews every figure: the 1-minute load average before and
