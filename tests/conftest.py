@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from autoinfer.config import Config, ExecutorConfig
+
+if TYPE_CHECKING:
+    from autoinfer.service import AutoInferService
 
 pytest_plugins = ["tests.s3_server", "tests.pg_server"]
 
@@ -105,3 +113,37 @@ def start_service(make_config: Callable[..., Config]) -> Iterator[Callable[..., 
 def api(start_service: Callable[..., RunningService]) -> RunningService:
     """A service with default settings (no sources, no triggers)."""
     return start_service()
+
+
+@contextlib.contextmanager
+def serving_api_and_events(service: AutoInferService) -> Iterator[AutoInferService]:
+    """`service`'s API on a free loopback port (`service.url` set) and its event pipeline
+    running, but no executor: jobs that triggers and handlers create stay `new`."""
+    import uvicorn
+
+    from autoinfer.api.app import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(service, manage_lifecycle=False), log_level="warning", lifespan="off"
+        )
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            pytest.fail("the service did not start serving")
+        time.sleep(0.02)
+    service.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    service.pipeline.start()
+    try:
+        yield service
+    finally:
+        service.pipeline.stop()
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        service.db.dispose()

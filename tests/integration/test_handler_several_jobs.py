@@ -8,23 +8,19 @@ run again on the same event (after a crash) sends the same keys and creates noth
 
 from __future__ import annotations
 
-import socket
 import textwrap
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from autoinfer.api.app import create_app
 from autoinfer.config import Config, StoreConfig, TriggerConfig
 from autoinfer.events.model import parse_notification
 from autoinfer.jobs.service import deterministic_job_id
 from autoinfer.service import AutoInferService
 from autoinfer.triggers import LambdaContext
+from tests.conftest import serving_api_and_events
 
 API_KEY = "test-api-key"
 
@@ -100,30 +96,8 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AutoInfe
         ],
     )
     service = AutoInferService(config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(service, manage_lifecycle=False), log_level="warning", lifespan="off"
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            pytest.fail("the service did not start serving")
-        time.sleep(0.02)
-    service.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    service.pipeline.start()
-    try:
+    with serving_api_and_events(service):
         yield service
-    finally:
-        service.pipeline.stop()
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-        service.db.dispose()
 
 
 def post_event(service: AutoInferService) -> dict:

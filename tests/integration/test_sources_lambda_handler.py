@@ -6,24 +6,20 @@ the job stays `new`); events arrive through the webhook.
 
 from __future__ import annotations
 
-import socket
 import textwrap
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 
-from autoinfer.api.app import create_app
 from autoinfer.config import load_config
 from autoinfer.events.model import parse_notification
 from autoinfer.inbox import Inbox
 from autoinfer.service import AutoInferService
 from autoinfer.triggers import LambdaContext
+from tests.conftest import serving_api_and_events
 
 API_KEY = "test-api-key"
 
@@ -112,32 +108,11 @@ def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AutoInf
     path.write_text(yaml.safe_dump(settings))
     monkeypatch.delenv("AUTOINFER_API_KEY", raising=False)
     service = AutoInferService(load_config(path, env={}))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(service, manage_lifecycle=False), log_level="warning", lifespan="off"
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            pytest.fail("the service did not start serving")
-        time.sleep(0.02)
-    service.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    monkeypatch.setenv("AUTOINFER_URL", service.url)
-    monkeypatch.setenv("AUTOINFER_KEY", API_KEY)
-    service.pipeline.start()
-    try:
+    with serving_api_and_events(service):
+        assert service.url is not None
+        monkeypatch.setenv("AUTOINFER_URL", service.url)
+        monkeypatch.setenv("AUTOINFER_KEY", API_KEY)
         yield service
-    finally:
-        service.pipeline.stop()
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-        service.db.dispose()
 
 
 def post_event(service: AutoInferService) -> httpx.Response:
