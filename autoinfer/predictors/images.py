@@ -1,8 +1,8 @@
 """Finding images in a data folder and turning each into the classifier's input tensor.
 
-Decoding is split in two: `decode_image` (file → centre crop as uint8 HWC, the expensive,
-GIL-releasing part that the pool runs in threads) and `normalize` (uint8 → float32 NCHW, cheap,
-run next to the model). `load_image` does both for one image.
+Decoding is split in two: `decode_image` (file → centre crop as uint8 HWC, the expensive part,
+which the pool's worker processes and the Ray pool's decode threads run) and `normalize`
+(uint8 → float32 NCHW, cheap, run next to the model). `load_image` does both for one image.
 """
 
 from __future__ import annotations

@@ -98,8 +98,8 @@ class PredictorPool:
         output_dir.mkdir(parents=True, exist_ok=True)
         model = self._model(model_source, labels_uri, _fingerprint(ref))
         try:
-            prep = model.wait_ready(lambda: self._check(cancelled, job, data_dir))
-            errors = self._run(job, model, prep, output_dir, progress, cancelled, data_dir)
+            model.wait_ready(lambda: self._check(cancelled, job, data_dir))
+            errors = self._run(job, model, output_dir, progress, cancelled, data_dir)
         finally:
             job.close()
         assert model.info is not None
@@ -149,7 +149,6 @@ class PredictorPool:
         self,
         job: _Job,
         model: _Model,
-        prep: Preprocessing,
         output_dir: Path,
         progress: Progress | None,
         cancelled: threading.Event | None,
