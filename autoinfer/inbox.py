@@ -170,7 +170,7 @@ class EventRecord(BaseModel):
 
 @dataclass(frozen=True)
 class Dispatch:
-    """The result of one trigger on one event, handed to `Inbox.mark`."""
+    """The result of one trigger on one event, part of its `Settlement`."""
 
     trigger: str
     job_id: str | None = None
@@ -261,18 +261,6 @@ class Inbox:
             session.flush()
             event_id = row.id
         return self.get(event_id)
-
-    def mark(
-        self,
-        event_id: int,
-        outcome: Outcome,
-        *,
-        reason: str | None = None,
-        dispatches: Iterable[Dispatch] = (),
-    ) -> bool:
-        """Settle a pending event; False (and nothing written) if it was settled already."""
-        (settled,) = self.mark_many([Settlement(event_id, outcome, reason, tuple(dispatches))])
-        return settled
 
     def mark_many(self, settlements: Sequence[Settlement]) -> list[bool]:
         """Settle pending events in one transaction; for each, False (and nothing written for

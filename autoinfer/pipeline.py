@@ -184,7 +184,7 @@ class EventPipeline:
         with self._dispatch_lock:
             for start in range(0, len(event_ids), DISPATCH_READ):
                 # Read under the lock, a chunk at a time: an event that another dispatcher of
-                # this process settled meanwhile is skipped (`mark` settles only pending ones).
+                # this process settled meanwhile is skipped (`mark_many` settles only pending ones).
                 records = self.inbox.get_many(event_ids[start : start + DISPATCH_READ])
                 plans = []
                 for record in records:

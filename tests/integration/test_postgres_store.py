@@ -17,7 +17,7 @@ from sqlalchemy import inspect
 
 from autoinfer.db import Database
 from autoinfer.events.model import object_created
-from autoinfer.inbox import Inbox, Outcome
+from autoinfer.inbox import Inbox, Outcome, Settlement
 from autoinfer.jobs.service import JobService
 from autoinfer.jobs.spec import Status, parse_spec
 from autoinfer.keys import Keys
@@ -163,7 +163,10 @@ def test_an_event_is_settled_by_one_replica_only(pg_url: str) -> None:
     replicas = [Inbox(Database(pg_url)) for _ in range(4)]
     [record] = replicas[0].record(events(1), "webhook")
     results = run_together(
-        4, lambda i: replicas[i].mark(record.id, Outcome.IGNORED, reason=f"r{i}")
+        4,
+        lambda i: replicas[i].mark_many([Settlement(record.id, Outcome.IGNORED, reason=f"r{i}")])[
+            0
+        ],
     )
     assert sorted(results) == [False, False, False, True]
     assert replicas[0].get(record.id).outcome == Outcome.IGNORED
