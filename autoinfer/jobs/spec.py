@@ -63,7 +63,12 @@ class Resources(_Strict):
     cpu_count: int = Field(1, ge=1, le=1024)
     gpu_count: int = Field(0, ge=0, le=64)
     gpu_type: str | None = None
+    # trainML's list form: any of these GPU types will do (gpu_type, when set, is one more).
+    gpu_types: list[str] = Field(default_factory=list, max_length=32)
     disk_size: int = Field(10, ge=1, le=100_000, description="GiB of scratch space the job may use")
+    # trainML marketplace fields: accepted and recorded; they cost nothing here.
+    max_price: float | None = Field(None, ge=0)
+    preemptible: bool | None = None
 
 
 class ModelSource(_Strict):
@@ -101,9 +106,24 @@ class EnvVar(_Strict):
     value: str
 
 
+class Packages(_Strict):
+    """Packages a worker command needs besides the model folder's own requirements."""
+
+    pip: list[str] = Field(default_factory=list, max_length=500)
+    # Refused (422) by the API until supported: there is no system package manager per job.
+    apt: list[str] = Field(default_factory=list)
+    conda: list[str] = Field(default_factory=list)
+
+
 class Environment(_Strict):
+    # trainML's environment type, e.g. "DEEPLEARNING_PY312": recorded; a PY3xx suffix picks
+    # that Python for the job's environment.
+    type: str | None = Field(None, max_length=100)
     env: list[EnvVar] = Field(default_factory=list)
     secrets: list[str] = Field(default_factory=list)
+    packages: Packages = Field(default_factory=Packages)
+    # Network inside the sandbox; None: the service's default (config `sandbox.network`).
+    network: bool | None = None
 
 
 class JobSpec(_Strict):
