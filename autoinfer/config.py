@@ -49,7 +49,9 @@ class SourceConfig(_Strict):
     interval_s: float = Field(30.0, gt=0)
     backfill: bool = False
     rescan_s: float = Field(30.0, gt=0)  # watch: periodic full rescan
-    # watch: how long a file's size and mtime must stay unchanged before it counts as written.
+    # watch: the backstop where the kernel cannot say a file is complete (network filesystems,
+    # files of another user, no inotify): how long its size and mtime must stay unchanged.
+    # On a local disk a file counts as written when no process holds it open for writing.
     settle_s: float = Field(0.5, ge=0, le=3600)
     max_receive: int = Field(5, ge=1)  # sqs: deliveries before a poison message is left to the DLQ
     wait_time_s: int = Field(20, ge=0, le=20)  # sqs: long-poll wait
@@ -92,11 +94,20 @@ class PredictorsConfig(_Strict):
     # Threads that decode a Ray job's images on its node (local workers decode their own).
     decode_threads: int = Field(2, ge=1, le=64)
     threads_per_worker: int | None = Field(None, ge=1, le=256)  # None: the cores shared out
+    # Built-in model jobs one executor runs at once. They hold no cores and no `max_jobs` slot
+    # (those are for worker commands): their images queue for the pool's workers, so many jobs
+    # keep its batches full. None: workers × batch_size, at least 16.
+    max_jobs: int | None = Field(None, ge=1, le=4096)
 
     @property
     def worker_count(self) -> int:
         """`workers`, or one per core up to MAX_DEFAULT_WORKERS."""
         return self.workers or max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
+
+    @property
+    def job_limit(self) -> int:
+        """`max_jobs`, or workers × batch_size (at least 16)."""
+        return self.max_jobs or max(16, self.worker_count * self.batch_size)
 
 
 MAX_DEFAULT_WORKERS = 4

@@ -1,11 +1,17 @@
-"""The `watch` source: a local store's folder watched with watchfiles, plus periodic rescans.
+"""The `watch` source: a local store's folder watched with inotify, plus periodic rescans.
 
 Every sub-folder of the store's root is a bucket. A file is reported (`ObjectCreated:Put`,
-ETag = MD5 of its content, as S3's for a single-part upload) once it is completely written:
-its size and modification time stayed the same for `settle_s`, and its name is not a temp
-or partial file's. A rescan at start and every `rescan_s` finds what the watcher missed,
-files added while the service was down included; the source's cursor (in the database)
-remembers what was reported, so a rescan reports only new or changed files.
+ETag = MD5 of its content, as S3's for a single-part upload) once it is completely written
+and its name is not a temp or partial file's. Completely written means, on a local Linux
+filesystem: no process holds it open for writing any more (the kernel's answer, see
+`events.inotify.open_for_writing`), learnt the moment its writer closes it (`IN_CLOSE_WRITE`)
+or renames it into place (`IN_MOVED_TO`), or at once when a scan finds it. A writer that keeps
+the file open and writes in pauses is never reported before it closes the file. Where the
+kernel cannot tell (network filesystems, files owned by another user, no inotify), the settle
+timer decides as a backstop: size and modification time unchanged for `settle_s` (and, with
+inotify, no write seen since its last close). A rescan at start and every `rescan_s` finds what
+the watcher missed, files added while the service was down included; the source's cursor (in
+the database) remembers what was reported, so a rescan reports only new or changed files.
 """
 
 from __future__ import annotations
@@ -22,6 +28,12 @@ from pathlib import Path
 import watchfiles
 
 from autoinfer.errors import EventError, StorageError
+from autoinfer.events.inotify import (
+    InotifyUnavailable,
+    TreeWatch,
+    is_network_fs,
+    open_for_writing,
+)
 from autoinfer.events.model import S3Event, object_created
 from autoinfer.events.source import Ingest, Source
 from autoinfer.inbox import SeenObject, SourceCursor
@@ -46,10 +58,14 @@ def is_partial(relative: str) -> bool:
 
 @dataclass
 class _Settling:
-    """A file seen changing: its last (size, mtime) and since when it has not changed."""
+    """A file seen changing: its last (size, mtime) and since when it has not changed;
+    whether inotify saw it closed after writing or renamed in (`closed`) or being written
+    with no close since (`writing`)."""
 
     stamp: tuple[int, int]
     since: float
+    closed: bool = False
+    writing: bool = False
 
 
 class WatchSource(Source):
@@ -78,7 +94,10 @@ class WatchSource(Source):
         self._stop = threading.Event()
         self._rescan_now = threading.Event()
         self._watching = threading.Event()
+        self._due = threading.Event()  # a file was closed or moved in: report it now
         self._threads: list[threading.Thread] = []
+        # Whether the kernel can say when a file is complete here (inotify + leases).
+        self._kernel_knows = False
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -91,6 +110,7 @@ class WatchSource(Source):
         self.root.mkdir(parents=True, exist_ok=True)
         self._stop.clear()
         self._watching.clear()
+        self._kernel_knows = not is_network_fs(self.root)
         self._reported = dict(self.cursor.seen())
         watcher = threading.Thread(target=self._watch, name=f"{self.name}-watch", daemon=True)
         watcher.start()
@@ -108,6 +128,7 @@ class WatchSource(Source):
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self._due.set()
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []
@@ -127,7 +148,58 @@ class WatchSource(Source):
     # --- threads ------------------------------------------------------------------------
 
     def _watch(self) -> None:
-        """Feed changed paths to the settling set until stopped."""
+        """Feed changed paths to the settling set until stopped: from inotify where it works,
+        else from watchfiles (which cannot tell a closed file from one paused mid-write)."""
+        while not self._stop.is_set():
+            try:
+                self._watch_inotify()
+            except InotifyUnavailable as error:
+                if self._stop.is_set():
+                    return
+                if self.root.is_dir():
+                    log.info(
+                        "%s: inotify unavailable (%s); watching with watchfiles and the "
+                        "settle timer",
+                        self.name,
+                        error,
+                    )
+                    self._kernel_knows = False
+                    self._watch_watchfiles()
+                    return
+                self._stop.wait(1.0)  # the root went away: watch it again once it is back
+            except Exception:
+                if self._stop.is_set():
+                    return
+                # The periodic rescan covers the gap; try watching again shortly.
+                log.exception(
+                    "%s: watching %s failed; restarting the watcher", self.name, self.root
+                )
+                self._rescan_now.set()
+                self._stop.wait(1.0)
+
+    def _watch_inotify(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with TreeWatch(self.root) as tree:
+            self._watching.set()
+            while not self._stop.is_set():
+                due = False
+                for change in tree.read(0.25):
+                    if change.kind == "overflow":
+                        self._rescan_now.set()
+                        due = True
+                    elif change.kind == "folder":
+                        for file in self._files(change.path):
+                            self._offer(file)
+                        due = True
+                    elif change.kind in ("written", "moved_in"):
+                        self._offer(change.path, closed=True)
+                        due = True
+                    elif change.kind == "changing":
+                        self._offer(change.path, writing=True)
+                if due:
+                    self._due.set()
+
+    def _watch_watchfiles(self) -> None:
         while not self._stop.is_set():
             try:
                 for changes in watchfiles.watch(
@@ -156,6 +228,7 @@ class WatchSource(Source):
 
     def _settle_loop(self) -> None:
         tick = max(0.02, min(0.25, self.settle_s / 4))
+        self._due.set()  # what the first rescan found
         next_rescan = time.monotonic() + self.rescan_s
         while not self._stop.is_set():
             try:
@@ -170,12 +243,16 @@ class WatchSource(Source):
                 # offers them again.
                 log.exception("%s: reporting files below %s failed; retrying", self.name, self.root)
                 self._stop.wait(1.0)
-            self._stop.wait(tick)
+            if self._due.wait(tick):
+                self._due.clear()
+                # Let the rest of a burst of closes arrive, so they are reported together.
+                self._stop.wait(0.005)
 
     # --- finding files ------------------------------------------------------------------
 
-    def _offer(self, path: Path) -> None:
-        """Start watching `path` settle (a folder: every file below it)."""
+    def _offer(self, path: Path, *, closed: bool = False, writing: bool = False) -> None:
+        """Start watching `path` settle (a folder: every file below it). `closed`: inotify saw
+        it closed after writing or renamed into place; `writing`: saw it created or modified."""
         place = self._place(path)
         if place is None:
             return
@@ -193,8 +270,13 @@ class WatchSource(Source):
         if self._reported_as(place, stamp):
             return
         with self._lock:
-            if path not in self._settling:
-                self._settling[path] = _Settling(stamp=stamp, since=time.monotonic())
+            state = self._settling.get(path)
+            if state is None:
+                state = self._settling[path] = _Settling(stamp=stamp, since=time.monotonic())
+            if closed:
+                state.closed, state.writing = True, False
+            elif writing:
+                state.closed, state.writing = False, True
 
     def _rescan(self) -> None:
         """Offer every file not reported as it is now; forget files that are gone."""
@@ -241,7 +323,8 @@ class WatchSource(Source):
     # --- reporting ----------------------------------------------------------------------
 
     def _settled(self) -> list[tuple[Path, tuple[int, int]]]:
-        """Files whose size and mtime have not changed for `settle_s`; removed from the set."""
+        """Files that are completely written (see the module's docstring); removed from the
+        set."""
         now = time.monotonic()
         ready = []
         with self._lock:
@@ -254,10 +337,18 @@ class WatchSource(Source):
                 stamp = (st.st_size, st.st_mtime_ns)
                 if stamp != state.stamp:
                     state.stamp, state.since = stamp, now
-                elif now - state.since >= self.settle_s:
+                if self._complete(path, state, now):
                     ready.append((path, stamp))
                     del self._settling[path]
         return ready
+
+    def _complete(self, path: Path, state: _Settling, now: float) -> bool:
+        writing = open_for_writing(path) if self._kernel_knows else None
+        if writing is not None:
+            return not writing  # the kernel knows: no timer needed
+        if state.closed:
+            return True  # closed by its writer or renamed in, as inotify saw it
+        return not state.writing and now - state.since >= self.settle_s
 
     def _report(self, ready: list[tuple[Path, tuple[int, int]]]) -> None:
         events: list[S3Event] = []

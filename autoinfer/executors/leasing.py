@@ -75,6 +75,10 @@ class LeasingExecutor(Executor):
         """Whether another job may be claimed now (called with the lock held)."""
         return True
 
+    def _room(self) -> int:
+        """How many jobs may be claimed now (called with the lock held)."""
+        return self.max_jobs - len(self._running) if self._has_room() else 0
+
     def _started(self, item: Any) -> bool:
         """Whether the job got past `waiting for resources`; one that has not is handed back
         at once on shutdown instead of being given the grace period."""
@@ -158,8 +162,8 @@ class LeasingExecutor(Executor):
         """Claim while there is room, as many jobs per database call as there is room for."""
         while not self._stopping.is_set():
             with self._lock:
-                room = self.max_jobs - len(self._running)
-                if room <= 0 or not self._has_room():
+                room = self._room()
+                if room <= 0:
                     return
             claimed = self.jobs.claim(self.owner, self.lease_s, limit=room)
             if not claimed:

@@ -25,10 +25,13 @@ from autoinfer.runner import Runner, RunnerContext, runs_in_predictor_pool
 class _LocalJob(HeldJob):
     cpus: int = 1
     holds_cpus: bool = False  # past `waiting for resources`
+    holds_slot: bool = False  # counted against `max_jobs` (worker commands) or `pool_jobs`
 
 
 class LocalExecutor(LeasingExecutor):
-    """Runs up to `max_jobs` jobs at once in this process."""
+    """Runs up to `max_jobs` worker-command jobs at once in this process, and besides them up
+    to `pool_jobs` built-in model jobs (which hold no cores: their images queue for the warm
+    pool, whose workers are the limit)."""
 
     def __init__(
         self,
@@ -37,11 +40,13 @@ class LocalExecutor(LeasingExecutor):
         max_jobs: int = 4,
         lease_s: float = 30.0,
         cpu_budget: int | None = None,
+        pool_jobs: int = 16,
         poll_s: float = 0.5,
         owner: str | None = None,
     ) -> None:
         super().__init__(ctx, max_jobs=max_jobs, lease_s=lease_s, poll_s=poll_s, owner=owner)
         self.cpu_budget = cpu_budget or os.cpu_count() or 1
+        self.pool_jobs = pool_jobs
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -64,10 +69,39 @@ class LocalExecutor(LeasingExecutor):
     def _has_room(self) -> bool:
         return self._free_cpus() > 0
 
+    def _room(self) -> int:
+        """Free `pool_jobs` slots, plus free `max_jobs` slots while a core is free. The claim
+        cannot pick the kind of job it gets: one that finds no slot of its kind waits for one
+        (`_take_slot`)."""
+        in_pool = sum(1 for r in self._running.values() if runs_in_predictor_pool(r.job.spec))
+        room = max(0, self.pool_jobs - in_pool)
+        if self._has_room():
+            room += max(0, self.max_jobs - (len(self._running) - in_pool))
+        return room
+
+    def _take_slot(self, item: _LocalJob) -> bool:
+        """Wait (in `waiting for resources`) for a slot of the job's kind; False: cancelled."""
+        pool = runs_in_predictor_pool(item.job.spec)
+        limit = self.pool_jobs if pool else self.max_jobs
+        while True:
+            with self._lock:
+                holding = sum(
+                    1
+                    for r in self._running.values()
+                    if r.holds_slot and runs_in_predictor_pool(r.job.spec) == pool
+                )
+                if holding < limit:
+                    item.holds_slot = True
+                    return True
+            if item.cancellation.event.wait(0.2):
+                return False
+
     def _started(self, item: _LocalJob) -> bool:
         return item.holds_cpus
 
     def _execute(self, item: _LocalJob) -> str:
+        if not self._take_slot(item):
+            return Runner(self.ctx, item.job, self.owner, item.cancellation)._end_cancelled()
         ready = self._wait_for_cpus(item)
         runner = Runner(self.ctx, item.job, self.owner, item.cancellation)
         return runner.run() if ready else runner._end_cancelled()

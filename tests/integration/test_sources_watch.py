@@ -132,6 +132,41 @@ def test_file_written_slowly_is_picked_up_once_and_complete(tmp_path: Path) -> N
         service.stop()
 
 
+def test_writer_that_keeps_the_file_open_between_writes_is_waited_for(tmp_path: Path) -> None:
+    # Pauses far longer than the settle interval: only the writer's close says it is done.
+    service = Service(tmp_path, settle_s=0.2)
+    try:
+        service.start()
+        target = service.incoming / "paused.zip"
+        digest = hashlib.md5(usedforsecurity=False)
+        with target.open("wb") as out:
+            for n in range(3):
+                chunk = bytes([n + 1]) * 10_000
+                out.write(chunk)
+                out.flush()
+                digest.update(chunk)
+                time.sleep(1.0)
+                assert service.job_count() == 0, "reported while its writer still had it open"
+        wait_until(lambda: service.job_count() == 1, message="the paused file's job")
+        [event] = service.pipeline.inbox.list()[0]  # type: ignore[union-attr]
+        assert event.etag == digest.hexdigest()
+        assert event.size == 30_000
+        time.sleep(0.5)  # nothing may report it a second time
+        assert service.pipeline.inbox.list()[1] == 1  # type: ignore[union-attr]
+    finally:
+        service.stop()
+
+
+def test_file_in_a_folder_created_after_start_is_seen(service: Service) -> None:
+    service.start()
+    nested = service.incoming / "later" / "deeper"
+    nested.mkdir(parents=True)
+    time.sleep(0.2)  # the new folders' watches are in place; the file arrives afterwards
+    (nested / "n.zip").write_bytes(b"nested")
+    wait_until(lambda: service.job_count() == 1, message="the nested file's job")
+    assert service.job_inputs() == [(nested / "n.zip").as_uri()]
+
+
 def test_files_added_while_stopped_are_processed_after_start(service: Service) -> None:
     service.start()
     (service.incoming / "before.zip").write_bytes(b"before")
