@@ -36,7 +36,14 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 
 from autoinfer.db import Base, Database, UTCDateTime, utcnow
 from autoinfer.errors import NotFound
-from autoinfer.events.model import S3Event
+from autoinfer.events.model import (
+    MAX_BUCKET_CHARS,
+    MAX_ETAG_CHARS,
+    MAX_EVENT_NAME_CHARS,
+    MAX_SEQUENCER_CHARS,
+    MAX_VERSION_ID_CHARS,
+    S3Event,
+)
 
 #: How much of a rejected body is kept for the operator to look at.
 EXCERPT_CHARS = 2000
@@ -65,13 +72,14 @@ class EventRow(Base):
     # and rejected bodies): the unique index that makes recording a delivery idempotent.
     dedup_key: Mapped[str | None] = mapped_column(Text, nullable=True, unique=True)
     source: Mapped[str] = mapped_column(String(300))
-    bucket: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # The lengths are those `parse_record` checks against (a longer field is a rejected record).
+    bucket: Mapped[str | None] = mapped_column(String(MAX_BUCKET_CHARS), nullable=True)
     key: Mapped[str | None] = mapped_column(Text, nullable=True)
-    event_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    event_name: Mapped[str | None] = mapped_column(String(MAX_EVENT_NAME_CHARS), nullable=True)
     event_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    etag: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    version_id: Mapped[str | None] = mapped_column(String(1024), nullable=True)
-    sequencer: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    etag: Mapped[str | None] = mapped_column(String(MAX_ETAG_CHARS), nullable=True)
+    version_id: Mapped[str | None] = mapped_column(String(MAX_VERSION_ID_CHARS), nullable=True)
+    sequencer: Mapped[str | None] = mapped_column(String(MAX_SEQUENCER_CHARS), nullable=True)
     size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     flavour: Mapped[str | None] = mapped_column(String(16), nullable=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -19,7 +19,7 @@ from typing import Any
 from autoinfer.config import Config, SourceConfig
 from autoinfer.db import Database
 from autoinfer.errors import AutoInferError, ConfigError, NotFound
-from autoinfer.events.model import S3Event
+from autoinfer.events.model import RejectedRecord, S3Event
 from autoinfer.events.poll import PollSource
 from autoinfer.events.source import Source, source_name
 from autoinfer.events.watch import WatchSource
@@ -128,6 +128,13 @@ class EventPipeline:
     def reject(self, source: str, body: bytes | str, reason: str) -> EventRecord:
         """Record a body that could not be parsed."""
         return self.inbox.record_rejected(source, body, reason)
+
+    def reject_records(
+        self, source: str, rejected: Sequence[RejectedRecord]
+    ) -> list[EventRecord]:
+        """Record, one `rejected` event each, the bad records of a notification whose other
+        records were stored: the reason names the record's index and field."""
+        return [self.inbox.record_rejected(source, r.excerpt(), r.reason) for r in rejected]
 
     def dispatch_pending(self) -> int:
         """Dispatch every stored event not dispatched yet; returns how many were settled."""

@@ -23,11 +23,14 @@ class EventList(BaseModel):
 
 
 class Received(BaseModel):
-    """The webhook's answer: what became of each record, in the order sent."""
+    """The webhook's answer: what became of each stored record, in the order sent, and the
+    records that could not be stored (`index` in `Records`, `reason`, the `id` of the
+    `rejected` event that records it). A body with no storable record at all is a 400."""
 
     received: int
     test_event: bool = False
     events: list[dict[str, Any]]
+    rejected: list[dict[str, Any]] = []
 
 
 @router.post("/s3", response_model=Received)
@@ -58,8 +61,15 @@ async def receive_s3_notification(request: Request) -> Received:
         return Received(received=0, test_event=True, events=[])
     # In a worker thread: handler triggers call back into this API through the SDK.
     records = await run_in_threadpool(pipeline.ingest, notification.events, source)
+    # Good records stored, bad ones recorded as rejected: a 2xx, so that a sender retrying
+    # anything else (MinIO) does not resend the good ones forever for the sake of a bad one.
+    rejected = await run_in_threadpool(pipeline.reject_records, source, notification.rejected)
     return Received(
         received=len(records),
+        rejected=[
+            {"index": bad.index, "reason": bad.reason, "id": stored.id}
+            for bad, stored in zip(notification.rejected, rejected, strict=True)
+        ],
         events=[
             {
                 "id": r.id,

@@ -24,6 +24,19 @@ MAX_RECORDS = 1000
 MAX_KEY_BYTES = 1024
 #: Separates the parts of an idempotency key; cannot occur in bucket names.
 SEPARATOR = "\x1f"
+#: What the inbox's columns can hold (`autoinfer.inbox.EventRow` is declared with these): a
+#: record whose field does not fit is rejected here, by name, instead of failing the insert.
+MAX_BUCKET_CHARS = 255
+MAX_EVENT_NAME_CHARS = 100
+MAX_ETAG_CHARS = 200
+MAX_VERSION_ID_CHARS = 1024
+MAX_SEQUENCER_CHARS = 200
+MAX_REGION_CHARS = 100
+#: Sizes are stored as a signed 64-bit integer.
+MAX_OBJECT_SIZE = 2**63 - 1
+#: S3 records nest four levels deep; anything far deeper is an attack on the parser or the
+#: store's JSON encoder, not a notification.
+MAX_RECORD_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -72,17 +85,44 @@ class S3Event:
 
 
 @dataclass(frozen=True)
+class RejectedRecord:
+    """A record of a notification that could not be stored: where it was, why, and the record
+    itself (what the store sent, kept for the operator)."""
+
+    index: int
+    reason: str
+    record: Any = field(compare=False, repr=False)
+
+    def excerpt(self, limit: int = 2000) -> str:
+        """The record as JSON, cut at `limit` characters (what the inbox keeps of it)."""
+        try:
+            text = json.dumps(self.record, default=str)
+        except (RecursionError, ValueError, TypeError):
+            text = repr(self.record)[:limit]
+        return text[:limit]
+
+
+@dataclass(frozen=True)
 class Notification:
-    """A parsed notification body: its events, or an S3 `s3:TestEvent` with none."""
+    """A parsed notification body: its events, or an S3 `s3:TestEvent` with none.
+
+    `rejected` lists the records that could not be parsed when others could: the good ones
+    are stored, the bad ones recorded as rejected (a body with no good record at all raises).
+    """
 
     events: list[S3Event]
     test_event: bool = False
+    rejected: list[RejectedRecord] = field(default_factory=list)
 
 
 def parse_notification(
     body: bytes | str | dict[str, Any], *, max_records: int = MAX_RECORDS
 ) -> Notification:
-    """Parse an S3 / MinIO / Ceph notification; EventError names the first thing wrong."""
+    """Parse an S3 / MinIO / Ceph notification; EventError names the first thing wrong.
+
+    A body whose every record is bad raises (naming the first); one with good and bad records
+    returns the good ones as `events` and the others in `rejected`, each with its reason.
+    """
     document = _load(body)
     if document.get("Event") == "s3:TestEvent":
         return Notification(events=[], test_event=True)
@@ -96,29 +136,57 @@ def parse_notification(
             f"Records: {len(records)} records in one notification; at most {max_records} allowed"
         )
     minio_shaped = "EventName" in document or "Key" in document
-    events = [
-        parse_record(record, where=f"Records[{index}]", minio_shaped=minio_shaped)
-        for index, record in enumerate(records)
-    ]
-    return Notification(events=events)
+    events: list[S3Event] = []
+    rejected: list[RejectedRecord] = []
+    for index, record in enumerate(records):
+        try:
+            events.append(
+                parse_record(record, where=f"Records[{index}]", minio_shaped=minio_shaped)
+            )
+        except EventError as error:
+            rejected.append(RejectedRecord(index, str(error), record))
+    if rejected and not events:
+        raise EventError(rejected[0].reason)
+    return Notification(events=events, rejected=rejected)
 
 
 def parse_record(record: Any, *, where: str = "record", minio_shaped: bool = False) -> S3Event:
-    """One `Records[]` entry → S3Event; `where` prefixes error messages."""
+    """One `Records[]` entry → S3Event; `where` prefixes error messages.
+
+    Every field is checked against what the inbox can store (lengths, the size's range, valid
+    Unicode, bounded nesting): any failure is an EventError naming the record and the field.
+    """
+    try:
+        return _parse_record(record, where, minio_shaped)
+    except EventError:
+        raise
+    except (RecursionError, ValueError, OverflowError, TypeError, UnicodeError) as error:
+        raise EventError(f"{where}: cannot be read: {type(error).__name__}: {error}") from None
+
+
+def _parse_record(record: Any, where: str, minio_shaped: bool) -> S3Event:
     if not isinstance(record, dict):
         raise EventError(f"{where}: must be an object, got {type(record).__name__}")
-    event_name = normalise_event_name(_string(record, "eventName", where, required=True))
+    _check_tree(record, where)
+    event_name = normalise_event_name(
+        _string(record, "eventName", where, required=True, limit=MAX_EVENT_NAME_CHARS)
+    )
     event_time = _timestamp(record.get("eventTime"), f"{where}.eventTime")
     s3 = _mapping(record, "s3", where)
     bucket_info = _mapping(s3, "bucket", f"{where}.s3")
-    bucket = _string(bucket_info, "name", f"{where}.s3.bucket", required=True)
+    bucket = _string(
+        bucket_info, "name", f"{where}.s3.bucket", required=True, limit=MAX_BUCKET_CHARS
+    )
     obj = _mapping(s3, "object", f"{where}.s3")
-    raw_key = _string(obj, "key", f"{where}.s3.object", required=True)
+    raw_key = _string(obj, "key", f"{where}.s3.object", required=True, limit=3 * MAX_KEY_BYTES)
     key = decode_key(raw_key, f"{where}.s3.object.key")
-    etag = _string(obj, "eTag", f"{where}.s3.object") or _string(obj, "etag", f"{where}.s3.object")
+    at = f"{where}.s3.object"
+    etag = _string(obj, "eTag", at, limit=MAX_ETAG_CHARS) or _string(
+        obj, "etag", at, limit=MAX_ETAG_CHARS
+    )
     if etag is not None:
         etag = etag.strip('"') or None
-    version_id = _string(obj, "versionId", f"{where}.s3.object")
+    version_id = _string(obj, "versionId", at, limit=MAX_VERSION_ID_CHARS)
     return S3Event(
         bucket=bucket,
         key=key,
@@ -128,8 +196,8 @@ def parse_record(record: Any, *, where: str = "record", minio_shaped: bool = Fal
         etag=etag,
         # S3's "null" version is what unversioned writes get: it names no particular version.
         version_id=None if version_id in (None, "null") else version_id,
-        sequencer=_string(obj, "sequencer", f"{where}.s3.object"),
-        region=_string(record, "awsRegion", where),
+        sequencer=_string(obj, "sequencer", at, limit=MAX_SEQUENCER_CHARS),
+        region=_string(record, "awsRegion", where, limit=MAX_REGION_CHARS),
         flavour=_flavour(record, minio_shaped),
         raw=record,
     )
@@ -237,6 +305,8 @@ def _load(body: bytes | str | dict[str, Any]) -> dict[str, Any]:
             body = json.loads(body)
         except json.JSONDecodeError as error:
             raise EventError(f"body is not JSON: {error}") from None
+        except RecursionError:
+            raise EventError("body is not JSON this service reads: nested too deeply") from None
     if not isinstance(body, dict):
         raise EventError(f"body must be a JSON object, got {type(body).__name__}")
     return body
@@ -251,8 +321,16 @@ def _mapping(parent: dict[str, Any], name: str, where: str) -> dict[str, Any]:
     return value
 
 
-def _string(parent: dict[str, Any], name: str, where: str, *, required: bool = False) -> Any:
-    """A string field; missing or empty gives None (or EventError when `required`)."""
+def _string(
+    parent: dict[str, Any],
+    name: str,
+    where: str,
+    *,
+    required: bool = False,
+    limit: int | None = None,
+) -> Any:
+    """A string field; missing or empty gives None (or EventError when `required`). Longer
+    than `limit` characters, or holding a NUL (which PostgreSQL cannot store), is an error."""
     value = parent.get(name)
     if value is None or value == "":
         if required:
@@ -260,17 +338,51 @@ def _string(parent: dict[str, Any], name: str, where: str, *, required: bool = F
         return None
     if not isinstance(value, str):
         raise EventError(f"{where}.{name}: must be a string, got {type(value).__name__}")
+    if limit is not None and len(value) > limit:
+        raise EventError(f"{where}.{name}: {len(value)} characters long; at most {limit} stored")
+    if "\x00" in value:
+        raise EventError(f"{where}.{name}: contains a NUL character")
     return value
 
 
 def _size(value: Any, where: str) -> int | None:
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.isdigit():
-        return int(value)  # Ceph RGW sends sizes as strings
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+        value = int(value)  # Ceph RGW sends sizes as strings
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise EventError(f"{where}: must be a non-negative integer, got {value!r}")
+        raise EventError(f"{where}: must be a non-negative integer, got {_short(value)}")
+    if value > MAX_OBJECT_SIZE:
+        raise EventError(f"{where}: {value} is more than the largest size stored (2^63 - 1)")
     return value
+
+
+def _check_tree(record: dict[str, Any], where: str) -> None:
+    """EventError when the record nests deeper than MAX_RECORD_DEPTH or holds a string that is
+    not valid Unicode (a lone surrogate cannot be stored as UTF-8). Iterative: a hostile
+    nesting cannot exhaust the stack here."""
+    stack: list[tuple[Any, int]] = [(record, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            items: Any = list(value.keys()) + list(value.values())
+        elif isinstance(value, list):
+            items = value
+        else:
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise EventError(f"{where}: holds a string that is not valid Unicode") from None
+            continue
+        if depth > MAX_RECORD_DEPTH:
+            raise EventError(f"{where}: nested more than {MAX_RECORD_DEPTH} levels deep")
+        stack.extend((item, depth + 1) for item in items)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _timestamp(value: Any, where: str) -> datetime:
@@ -278,11 +390,17 @@ def _timestamp(value: Any, where: str) -> datetime:
         raise EventError(f"{where}: missing")
     if not isinstance(value, str):
         raise EventError(f"{where}: must be an ISO 8601 string, got {type(value).__name__}")
+    if len(value) > 64:
+        raise EventError(f"{where}: not an ISO 8601 timestamp: {_short(value)}")
     try:
         moment = datetime.fromisoformat(value)
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        moment.astimezone(UTC)  # what the store keeps; near year 1 or 9999 it overflows
     except ValueError:
         raise EventError(f"{where}: not an ISO 8601 timestamp: {value!r}") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    except OverflowError:
+        raise EventError(f"{where}: {value!r} is out of the range of UTC timestamps") from None
+    return moment
 
 
 def _flavour(record: dict[str, Any], minio_shaped: bool) -> Flavour:

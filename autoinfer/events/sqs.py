@@ -7,8 +7,10 @@ committed to the inbox. A crash in between redelivers the message; the inbox dro
 repeat. A body that cannot be parsed is recorded as rejected and left in the queue: it comes
 back after its visibility timeout, and after `max_receive` deliveries it is parked (hidden
 for as long as SQS allows) so that it stops costing work; a redrive policy with
-`maxReceiveCount <= max_receive` moves it to the dead-letter queue instead. S3's
-`s3:TestEvent`, sent when a notification is configured, is acknowledged.
+`maxReceiveCount <= max_receive` moves it to the dead-letter queue instead. A message with
+good and bad records is settled like a webhook body: the good events are stored, each bad
+record is recorded as rejected (its index and field in the reason), and the message is
+deleted. S3's `s3:TestEvent`, sent when a notification is configured, is acknowledged.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ def parse_message_body(body: str) -> Notification:
         document = json.loads(body)
     except (json.JSONDecodeError, TypeError):
         return parse_notification(body)  # raises the parser's own "not JSON" error
+    except RecursionError:
+        raise EventError("body is not JSON this service reads: nested too deeply") from None
     if isinstance(document, dict) and document.get("Type") == "Notification":
         message = document.get("Message")
         if not isinstance(message, str):
@@ -314,6 +318,24 @@ class SqsSource(Source):
             return False
         self.stats.ingested += 1
         self.stats.events += len(notification.events)
+        for bad in notification.rejected:
+            # The good records are stored; the bad ones are recorded, and the message goes:
+            # redelivering it would only store its good records again as duplicates.
+            self.stats.rejected += 1
+            log.warning(
+                "%s: message %s: %s; recorded as rejected", self.name, message_id, bad.reason
+            )
+            if self.reject is not None:
+                try:
+                    self.reject(self.name, bad.excerpt(), bad.reason)
+                except Exception:
+                    log.exception(
+                        "%s: recording a rejected record of message %s failed; it stays in "
+                        "the queue",
+                        self.name,
+                        message_id,
+                    )
+                    return False
         return True
 
     def _poison(self, message: dict[str, Any], reason: str) -> None:

@@ -196,9 +196,61 @@ def test_malformed_body_names_what_is_wrong(body: bytes, message: str) -> None:
 
 def test_missing_field_is_named_with_its_record_index() -> None:
     records = [aws_record() for _ in range(4)]
-    del records[3]["s3"]["object"]["key"]
-    with pytest.raises(EventError, match=r"^Records\[3\]\.s3\.object\.key: missing$"):
+    for record in records:
+        del record["s3"]["object"]["key"]
+    with pytest.raises(EventError, match=r"^Records\[0\]\.s3\.object\.key: missing$"):
         parse_notification({"Records": records})
+
+
+def test_good_records_are_kept_and_bad_ones_listed_with_index_and_field() -> None:
+    records = [aws_record(f"incoming/{i}.zip") for i in range(4)]
+    records[1]["s3"]["object"]["size"] = 2**63
+    del records[3]["s3"]["object"]["key"]
+    notification = parse_notification({"Records": records})
+    assert [e.key for e in notification.events] == ["incoming/0.zip", "incoming/2.zip"]
+    assert [(r.index, r.reason) for r in notification.rejected] == [
+        (1, "Records[1].s3.object.size: 9223372036854775808 is more than the largest size "
+         "stored (2^63 - 1)"),
+        (3, "Records[3].s3.object.key: missing"),
+    ]
+    assert '"eventName"' in notification.rejected[0].excerpt()
+
+
+def _nested(depth: int) -> object:
+    value: object = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: r["s3"]["object"].update(size=2**63), r"size: 9223372036854775808 is more"),
+        (lambda r: r["s3"]["object"].update(size="99999999999999999999"), r"size: 99999999999"),
+        (lambda r: r["s3"]["object"].update(size="²"), r"size: must be a non-negative integer"),
+        (lambda r: r["s3"]["object"].update(eTag="e" * 201), r"eTag: 201 characters long"),
+        (lambda r: r["s3"]["object"].update(sequencer="s" * 201), r"sequencer: 201 characters"),
+        (lambda r: r["s3"]["object"].update(versionId="v" * 1025), r"versionId: 1025 characters"),
+        (lambda r: r["s3"]["bucket"].update(name="b" * 256), r"bucket\.name: 256 characters"),
+        (lambda r: r.update(eventName="ObjectCreated:" + "P" * 100), r"eventName: 114 characters"),
+        (lambda r: r["s3"]["bucket"].update(name="a\x00b"), r"bucket\.name: contains a NUL"),
+        (lambda r: r.update(eventTime="0001-01-01T00:00:00+01:00"), r"eventTime: .* out of the"),
+        (lambda r: r.update(extra=_nested(100)), r"Records\[0\]: nested more than 32 levels"),
+        (lambda r: r.update(extra="\ud800"), r"Records\[0\]: holds a string that is not valid"),
+    ],
+)
+def test_fields_the_store_cannot_hold_are_named(mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+    record = aws_record()
+    mutate(record)
+    with pytest.raises(EventError, match=message):
+        parse_notification({"Records": [record]})
+
+
+def test_deeply_nested_json_is_an_event_error_not_a_recursion_error() -> None:
+    body = '{"Records": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(EventError, match="nested too deeply"):
+        parse_notification(body)
 
 
 @pytest.mark.parametrize(
@@ -319,3 +371,10 @@ def test_locally_found_object_round_trips_through_its_s3_record() -> None:
     )
     assert again.flavour == "local"
     assert again.idempotency_key == event.idempotency_key
+
+
+def test_sqs_message_nested_too_deeply_is_an_event_error() -> None:
+    from autoinfer.events.sqs import parse_message_body
+
+    with pytest.raises(EventError, match="nested too deeply"):
+        parse_message_body("[" * 100_000 + "]" * 100_000)
