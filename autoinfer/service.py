@@ -101,7 +101,12 @@ class AutoInferService:
                 cache_dir=self.config.cache_path,
                 predictors=self.config.predictors,
             )
-        return LocalExecutor(self.runner_context, max_jobs=settings.max_jobs, lease_s=settings.lease_s)
+        return LocalExecutor(
+            self.runner_context,
+            max_jobs=settings.max_jobs,
+            lease_s=settings.lease_s,
+            pool_jobs=self.config.predictors.job_limit,
+        )
 
     # --- predictors (the warm pool, created on first use) -------------------------------
 
