@@ -63,13 +63,6 @@ _creates: contextvars.ContextVar[_CreateCounter | None] = contextvars.ContextVar
     "autoinfer_idempotency_creates", default=None
 )
 
-# trainML fields that have no meaning here and are dropped rather than refused.
-_TRAINML_ONLY = {
-    "data": {"datasets"},
-    "environment": {"type", "worker_key_types"},
-    "model": {"checkpoints"},
-}
-
 
 class APIError(AutoInferError):
     """The service answered with an error: `.status`, `.code` and the service's message."""
@@ -239,34 +232,46 @@ class Jobs:
         type: str = "inference",
         *,
         gpu_type: str | None = None,
+        gpu_types: list[str] | None = None,
         gpu_count: int = 0,
         cpu_count: int | None = None,
         disk_size: int = 10,
+        max_price: float | None = None,
+        preemptible: bool | None = None,
         workers: list[str] | None = None,
         data: dict[str, Any] | None = None,
         model: dict[str, Any] | None = None,
         environment: dict[str, Any] | None = None,
         timeout_s: int | None = None,
         idempotency_key: str | None = None,
-        **ignored: Any,
+        **fields: Any,
     ) -> Job:
-        """Create a job; arguments as trainML's `jobs.create` (extra trainML-only ones are ignored)."""
+        """Create a job; arguments as trainML's `jobs.create`. Everything given is sent: the
+        service decides, and answers a field it does not support with a 422 naming it."""
+        resources: dict[str, Any] = {
+            "cpu_count": cpu_count or max(1, gpu_count) or 1,
+            "gpu_count": gpu_count,
+            "gpu_type": gpu_type,
+            "disk_size": disk_size,
+        }
+        if gpu_types is not None:
+            resources["gpu_types"] = [gpu_types] if isinstance(gpu_types, str) else list(gpu_types)
+        if max_price is not None:
+            resources["max_price"] = max_price
+        if preemptible is not None:
+            resources["preemptible"] = preemptible
         spec: dict[str, Any] = {
+            **fields,
             "name": name,
             "type": type,
-            "resources": {
-                "cpu_count": cpu_count or max(1, gpu_count) or 1,
-                "gpu_count": gpu_count,
-                "gpu_type": gpu_type,
-                "disk_size": disk_size,
-            },
+            "resources": resources,
             "workers": list(workers or []),
-            "data": _without(data or {}, "data"),
+            "data": dict(data or {}),
         }
         if model:
-            spec["model"] = _without(model, "model")
+            spec["model"] = dict(model)
         if environment:
-            spec["environment"] = _without(environment, "environment")
+            spec["environment"] = dict(environment)
         if timeout_s is not None:
             spec["timeout_s"] = timeout_s
         key = idempotency_key or next_idempotency_key()
@@ -393,10 +398,6 @@ def next_idempotency_key() -> str | None:
         return key
     n = counter.next()
     return key if n == 1 else f"{key}-{n}"
-
-
-def _without(values: dict[str, Any], section: str) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if k not in _TRAINML_ONLY.get(section, set())}
 
 
 # --- the synchronous wrapper ------------------------------------------------------------

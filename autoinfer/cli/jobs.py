@@ -137,8 +137,28 @@ def get(ref: str = typer.Argument(..., help="Job id or name."), as_json: bool = 
         console.print(f"progress: {data['progress']['done']}/{data['progress']['total']} images")
     console.print(f"input: {data['spec']['data']['input_uri']}", highlight=False)
     console.print(f"output: {data.get('output_location') or data['spec']['data']['output_uri']}", highlight=False)
+    for line in _resource_lines(data["spec"]):
+        console.print(line, highlight=False, markup=False)
     for transition in data["transitions"]:
         console.print(f"  {str(transition['at'])[:23]}  {transition['status']}" + (f"  ({transition['reason']})" if transition.get("reason") else ""), highlight=False)
+
+
+def _resource_lines(spec: dict) -> list[str]:
+    """What the job asked for besides its data: GPUs, trainML's price fields, its environment."""
+    resources, environment = spec.get("resources") or {}, spec.get("environment") or {}
+    types = [t for t in [resources.get("gpu_type"), *(resources.get("gpu_types") or [])] if t]
+    line = f"resources: {resources.get('cpu_count', 1)} cpu, {resources.get('gpu_count', 0)} gpu"
+    line += f" ({' or '.join(types)})" if types else ""
+    line += f", disk {resources.get('disk_size', 10)} GiB"
+    if resources.get("max_price") is not None:
+        line += f", max_price {resources['max_price']}"
+    if resources.get("preemptible") is not None:
+        line += f", preemptible {str(resources['preemptible']).lower()}"
+    lines = [line]
+    pip = (environment.get("packages") or {}).get("pip") or []
+    if environment.get("type") or pip:
+        lines.append(f"environment: {environment.get('type') or 'default'}" + (f", pip: {' '.join(pip)}" if pip else ""))
+    return lines
 
 
 @app.command("logs")

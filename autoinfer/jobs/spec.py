@@ -76,6 +76,14 @@ class ModelSource(_Strict):
     source_uri: str = "efficientnet_lite0"
     # ONNX classifiers brought by the user: a labels file (one "wnid name" or "name" per line).
     labels_uri: str | None = None
+    # trainML's checkpoints attached to the model: named here so a request gets a precise 422.
+    checkpoints: list[Any] = Field(default_factory=list)
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _no_checkpoints(cls, value: list[Any]) -> list[Any]:
+        return _unsupported(value, "not supported: put the weights in the model folder "
+                            "or download them in a worker command")
 
 
 class OutputOptions(_Strict):
@@ -88,6 +96,14 @@ class Data(_Strict):
     output_type: Literal["aws", "local"] | None = None
     output_uri: str
     output_options: OutputOptions = Field(default_factory=OutputOptions)
+    # trainML's datasets attached to the job: named here so a request gets a precise 422.
+    datasets: list[Any] = Field(default_factory=list)
+
+    @field_validator("datasets")
+    @classmethod
+    def _no_datasets(cls, value: list[Any]) -> list[Any]:
+        return _unsupported(value, "not supported: give the data as data.input_uri "
+                            "(a file, an archive or a prefix)")
 
     @model_validator(mode="after")
     def _infer_types(self) -> Data:
@@ -114,6 +130,12 @@ class Packages(_Strict):
     apt: list[str] = Field(default_factory=list)
     conda: list[str] = Field(default_factory=list)
 
+    @field_validator("apt", "conda")
+    @classmethod
+    def _no_system_packages(cls, value: list[str]) -> list[str]:
+        return _unsupported(value, "not supported: put Python packages in packages.pip or the "
+                            "model's requirements.txt; system packages must be installed on the host")
+
 
 class Environment(_Strict):
     # trainML's environment type, e.g. "DEEPLEARNING_PY312": recorded; a PY3xx suffix picks
@@ -124,6 +146,8 @@ class Environment(_Strict):
     packages: Packages = Field(default_factory=Packages)
     # Network inside the sandbox; None: the service's default (config `sandbox.network`).
     network: bool | None = None
+    # trainML's SSH key types for logging into workers: recorded; there is no SSH into a job here.
+    worker_key_types: list[str] = Field(default_factory=list, max_length=10)
 
 
 class JobSpec(_Strict):
@@ -152,6 +176,13 @@ class JobSpec(_Strict):
         if self.model.source_type != "builtin" and not self.workers:
             raise ValueError(f"workers: required when model.source_type is {self.model.source_type!r}")
         return self
+
+
+def _unsupported(value: list[Any], message: str) -> list[Any]:
+    """A trainML field that is refused when it asks for something (an empty list asks nothing)."""
+    if value:
+        raise ValueError(message)
+    return value
 
 
 def safe_file_name(name: str) -> str:
