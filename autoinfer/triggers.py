@@ -33,6 +33,7 @@ from autoinfer.errors import ConfigError, SpecError, StorageError
 from autoinfer.events.model import S3Event, event_matches, normalise_event_name
 from autoinfer.jobs.service import deterministic_job_id
 from autoinfer.jobs.spec import JOB_NAME_PATTERN, JobSpec, parse_spec
+from autoinfer import output_names
 
 # The SDK owns the variable (it reads it in `jobs.create`); this module sets it around each
 # handler call. Exported here under the name the dispatcher documents.
@@ -52,7 +53,6 @@ __all__ = [
 VARIABLES = ("bucket", "key", "key_stem", "uri", "bucket_uri", "event_time")
 #: Template fields given when the `job` template leaves them out.
 DEFAULTS = {"name": "{key_stem}", "data": {"input_uri": "{uri}"}}
-MULTI_EXTENSIONS = (".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst")
 HANDLER_TIMEOUT_S = 900  # what `context.get_remaining_time_in_millis()` counts down from
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
@@ -249,22 +249,11 @@ def render_template(template: str, variables: Mapping[str, str], where: str = "t
 
 
 def key_stem(key: str, prefix: str = "") -> str:
-    """The key without the trigger's prefix and the extension: `incoming/images-X.zip` → `images-X`.
-
-    `.tar.gz` (and .tar.bz2/.tar.xz/.tar.zst) count as one extension; dot-files keep their name.
-    """
-    rest = key[len(prefix) :] if prefix and key.startswith(prefix) else key
-    folder, slash, name = rest.rpartition("/")
-    lowered = name.lower()
-    for extension in MULTI_EXTENSIONS:
-        if lowered.endswith(extension) and len(name) > len(extension):
-            name = name[: -len(extension)]
-            break
-    else:
-        dot = name.rfind(".")
-        if dot > 0:
-            name = name[:dot]
-    return folder + slash + name
+    """The key's `{key_stem}`: `incoming/images-X.zip` → `images-X`; any key that is not a
+    plain zip name directly under the prefix keeps its whole name plus a hash of the key
+    (`incoming/x.tar.gz` → `x.tar.gz~<8 hex>`), so that two objects never name one job
+    output (`autoinfer.output_names`)."""
+    return output_names.key_stem(key, prefix)
 
 
 def job_name(value: str) -> str:

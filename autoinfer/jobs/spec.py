@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autoinfer import output_names
 from autoinfer.errors import SpecError
 
 # Any printable name (trainML's examples use "Inference s3://bucket/key"); files made from it
@@ -186,9 +187,9 @@ def _unsupported(value: list[Any], message: str) -> list[Any]:
 
 
 def safe_file_name(name: str) -> str:
-    """A job name made safe as one path segment: `Inference s3://b/k` → `Inference s3___b_k`."""
-    cleaned = re.sub(r"[/\\\x00-\x1f\x7f]", "_", name).strip()
-    return cleaned.lstrip(".") or "job"
+    """A job name as one path segment, one-to-one: itself when safe (`images-X`), else made
+    safe with a hash of the name (`Inference s3://b/k` → `Inference s3___b_k~<8 hex>`)."""
+    return output_names.safe_file_name(name)
 
 
 def uri_type(uri: str) -> str:

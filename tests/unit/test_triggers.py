@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from autoinfer.config import Config, TriggerConfig
 from autoinfer.errors import ConfigError, SpecError
 from autoinfer.events.model import S3Event
+from autoinfer.jobs.spec import safe_file_name
 from autoinfer.storage.local import LocalStore
 from autoinfer.trigger_guards import check_buckets, check_loops
 from autoinfer.triggers import (
@@ -19,6 +21,7 @@ from autoinfer.triggers import (
     S3Locator,
     Trigger,
     current_idempotency_key,
+    job_name,
     key_stem,
 )
 
@@ -83,16 +86,60 @@ def test_folder_markers_never_match() -> None:
     [
         ("incoming/images-X.zip", "incoming/", "images-X"),
         ("incoming/images-2026-11-24_10-00-00.zip", "incoming/", "images-2026-11-24_10-00-00"),
-        ("incoming/photos.tar.gz", "incoming/", "photos"),
         ("incoming/a.b.zip", "incoming/", "a.b"),
-        ("incoming/sub/x.zip", "incoming/", "sub/x"),
-        ("incoming/x.zip", "", "incoming/x"),
-        ("incoming/.hidden", "incoming/", ".hidden"),
-        ("incoming/README", "incoming/", "README"),
+        ("incoming/my photos été.zip", "incoming/", "my photos été"),
     ],
 )
-def test_key_stem_drops_the_prefix_and_the_extension(key: str, prefix: str, stem: str) -> None:
+def test_key_stem_of_a_plain_zip_name_is_the_name_without_zip(
+    key: str, prefix: str, stem: str
+) -> None:
     assert key_stem(key, prefix) == stem
+
+
+@pytest.mark.parametrize(
+    ("key", "prefix", "readable"),
+    [
+        ("incoming/photos.tar.gz", "incoming/", "photos.tar.gz"),
+        ("incoming/X.ZIP", "incoming/", "X.ZIP"),
+        ("incoming/sub/x.zip", "incoming/", "sub_x.zip"),
+        ("incoming/x.zip", "", "incoming_x.zip"),
+        ("incoming/.hidden", "incoming/", "hidden"),
+        ("incoming/README", "incoming/", "README"),
+        ("incoming/a~b.zip", "incoming/", "a~b.zip"),
+        ("incoming/\x1b[31mred.zip", "incoming/", "_[31mred.zip"),
+        ("incoming/" + "k" * 200 + ".zip", "incoming/", "k" * 100),
+    ],
+)
+def test_key_stem_of_any_other_key_is_its_whole_name_and_a_hash_of_the_key(
+    key: str, prefix: str, readable: str
+) -> None:
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    assert key_stem(key, prefix) == f"{readable}~{digest}"
+
+
+def test_different_objects_never_share_a_stem_or_an_output_file() -> None:
+    keys = [
+        "incoming/x.zip",
+        "incoming/x.tar.gz",
+        "incoming/x.tgz",
+        "incoming/x",
+        "incoming/a/b.zip",
+        "incoming/a_b.zip",
+        "incoming/a\\b.zip",
+        "incoming/x.tar.gz.zip",
+        "incoming/.x.zip",
+    ]
+    stems = [key_stem(key, "incoming/") for key in keys]
+    assert len(set(stems)) == len(keys)
+    assert len({safe_file_name(job_name(stem)) for stem in stems}) == len(keys)
+    assert key_stem("incoming/x.tar.gz", "incoming/") == key_stem("incoming/x.tar.gz", "incoming/")
+
+
+def test_safe_file_name_keeps_safe_names_and_hashes_the_others() -> None:
+    assert safe_file_name("images-X") == "images-X"
+    assert safe_file_name("a/b") == "a_b~" + hashlib.sha256(b"a/b").hexdigest()[:8]
+    assert safe_file_name("a/b") != safe_file_name("a_b")
+    assert safe_file_name("../x").startswith("_x~")
 
 
 def test_reference_workflow_job_is_named_after_the_object() -> None:
