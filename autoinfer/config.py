@@ -113,6 +113,21 @@ class PredictorsConfig(_Strict):
 MAX_DEFAULT_WORKERS = 4
 
 
+class RetentionConfig(_Strict):
+    """How long what the service keeps is kept, in days (0: forever); see `autoinfer.retention`.
+
+    Only ended jobs (finished, failed, stopped) and settled events are ever removed, measured
+    from when the job ended or the event arrived.
+    """
+
+    jobs_days: float = Field(30.0, ge=0)  # job records with their transitions and log lines
+    events_days: float = Field(30.0, ge=0)  # inbox rows (duplicate protection: see README)
+    gallery_days: float = Field(7.0, ge=0)  # dashboard thumbnails of finished jobs
+    logs_days: float = Field(30.0, ge=0)  # log lines of ended jobs (the job record stays)
+    interval_s: float = Field(600.0, gt=0)  # how often the sweep runs
+    batch_size: int = Field(500, ge=1, le=10_000)  # rows removed per transaction
+
+
 class Config(_Strict):
     """The whole service configuration."""
 
@@ -125,6 +140,7 @@ class Config(_Strict):
     triggers: list[TriggerConfig] = Field(default_factory=list)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     predictors: PredictorsConfig = Field(default_factory=PredictorsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     insecure: bool = False
     # The API key the service accepts (besides keys created later); "secret:NAME" allowed.
     api_key: str | None = None

@@ -9,7 +9,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +112,19 @@ class Gallery:
 
     def delete(self, job_id: str) -> None:
         shutil.rmtree(self.folder(job_id), ignore_errors=True)
+
+    def saved(self) -> Iterator[tuple[str, datetime]]:
+        """Every gallery kept, as (job id, when it was last written); for the retention sweep."""
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    yield entry.name, datetime.fromtimestamp(entry.stat().st_mtime, UTC)
+            except FileNotFoundError:  # removed meanwhile
+                continue
 
 
 def _thumbnail(source: Path, target: Path) -> bool:

@@ -12,11 +12,15 @@ from autoinfer.config import Config
 from autoinfer.db import Database, default_url
 from autoinfer.errors import AuthError
 from autoinfer.executors import Executor, LocalExecutor
+from autoinfer.disk_usage import DataDirUsage
 from autoinfer.gallery import Gallery
+from autoinfer.housekeeping import Housekeeping, PeriodicTask
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import JobService, deterministic_job_id
 from autoinfer.jobs.spec import JobSpec
 from autoinfer.keys import Keys
+from autoinfer.overview import SAMPLE_S, OverviewHistory
+from autoinfer.retention import RetentionSweep
 from autoinfer.runner import RunnerContext
 from autoinfer.secrets import Secrets, install_log_redaction, load_master_key
 from autoinfer.storage import open_registry
@@ -52,6 +56,20 @@ class AutoInferService:
             gallery=Gallery(self.data_dir / "gallery"),
         )
         self.executor: Executor = self._make_executor()
+        self._housekeeping_stop = threading.Event()
+        self.data_usage = DataDirUsage(self.data_dir)
+        self.overview = OverviewHistory(self.db, self._images_classified)
+        self.retention = RetentionSweep(
+            self.db, self.runner_context.gallery, config.retention, stopping=self._housekeeping_stop
+        )
+        self.housekeeping = Housekeeping(
+            [
+                PeriodicTask("overview", SAMPLE_S, self.overview.sample),
+                PeriodicTask("data-dir-size", 60.0, self.data_usage.refresh),
+                PeriodicTask("retention", config.retention.interval_s, self.retention.run, 30.0),
+            ],
+            stopping=self._housekeeping_stop,
+        )
         from autoinfer.pipeline import EventPipeline
 
         self.pipeline = EventPipeline(
@@ -74,6 +92,7 @@ class AutoInferService:
         self.runner_context.scratch_root.mkdir(parents=True, exist_ok=True)
         self.executor.start()
         self.pipeline.start()
+        self.housekeeping.start()
         log.info("autoinfer service started (data in %s)", self.data_dir)
 
     def stop(self, grace_s: float | None = None) -> None:
@@ -84,6 +103,7 @@ class AutoInferService:
         if not self._started:
             return
         self._started = False
+        self.housekeeping.stop()
         self.pipeline.stop()
         self.executor.stop(grace_s)
         if self._predictors is not None:
@@ -126,6 +146,12 @@ class AutoInferService:
                     threads_per_worker=settings.threads_per_worker,
                 )
             return self._predictors
+
+    def _images_classified(self) -> int:
+        """Images this replica's built-in models classified (0 before the pool starts; asking
+        does not start it)."""
+        pool = self._predictors
+        return int(pool.stats().get("images_classified", 0)) if pool is not None else 0
 
     makes_thumbnails = True  # the pool's classify takes `thumbnails`
 

@@ -31,6 +31,7 @@ from autoinfer.db import Database
 from autoinfer.inbox import Outcome
 from autoinfer.jobs.spec import TERMINAL, Status
 from autoinfer.jobs.store import TransitionRow
+from autoinfer.notifications.metrics import notification_metrics
 from autoinfer.storage.s3 import request_error_counts
 
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, float("inf"))
@@ -104,6 +105,8 @@ class ServiceCollector(Collector):
         yield from _job_metrics(service.jobs.counts_by_status(), self.metrics.timings)
         yield from _executor_metrics(service.executor.stats())
         yield from _predictor_metrics(_pool_stats(service), self.metrics.images_rate)
+        yield from notification_metrics(service.notifications.stats())
+        yield from _disk_metrics(service.data_usage)
         errors = CounterMetricFamily(
             "autoinfer_s3_request_errors",
             "Failed S3 requests of this process, by store and error code",
@@ -203,6 +206,20 @@ def _predictor_metrics(stats: dict[str, Any], images_rate: Rate) -> Iterator[Met
     )
     crashes.add_metric([], stats.get("worker_crashes", 0))
     return iter((images, rate, workers, queued, crashes))
+
+
+def _disk_metrics(usage: Any) -> Iterator[Metric]:
+    size = GaugeMetricFamily(
+        "autoinfer_data_dir_bytes",
+        "Bytes this replica's data folder takes on disk (measured at most once a minute)",
+    )
+    size.add_metric([], usage.bytes())
+    space = usage.space()
+    free = GaugeMetricFamily(
+        "autoinfer_data_dir_disk_free_bytes", "Free bytes on the disk holding the data folder"
+    )
+    free.add_metric([], space.free_bytes)
+    return iter((size, free))
 
 
 class Rate:

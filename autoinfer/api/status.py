@@ -44,6 +44,16 @@ class QueueStatus(BaseModel):
     events: dict[str, int]  # by outcome
 
 
+class DiskStatus(BaseModel):
+    """This replica's data folder and the disk that holds it."""
+
+    data_dir: str
+    used_bytes: int  # by the data folder (measured at most once a minute)
+    free_bytes: int  # on its disk
+    total_bytes: int
+    nearly_full: bool  # under 5 % or 1 GiB free
+
+
 class ServiceStatus(BaseModel):
     status: str
     version: str
@@ -54,6 +64,7 @@ class ServiceStatus(BaseModel):
     queue: QueueStatus
     executor: dict[str, int]
     workers: dict[str, Any] | None  # the warm predictor pool; None until a built-in job ran
+    disk: DiskStatus | None = None
 
 
 def service_status(service: Any) -> ServiceStatus:
@@ -95,6 +106,18 @@ def service_status(service: Any) -> ServiceStatus:
         ),
         executor=service.executor.stats(),
         workers=pool.stats() if pool is not None else None,
+        disk=_disk_status(service),
+    )
+
+
+def _disk_status(service: Any) -> DiskStatus:
+    space = service.data_usage.space()
+    return DiskStatus(
+        data_dir=str(service.data_dir),
+        used_bytes=service.data_usage.bytes(),
+        free_bytes=space.free_bytes,
+        total_bytes=space.total_bytes,
+        nearly_full=space.nearly_full,
     )
 
 

@@ -65,6 +65,7 @@ class Doctor:
 
     def run(self) -> Iterator[Finding]:
         yield from self.check_database()
+        yield from self.check_data_dir()
         if not (yield from self.check_config()):
             return
         yield from self.check_local_stores()
@@ -128,6 +129,21 @@ class Doctor:
             return secrets.resolve(value.removeprefix("secret:"))
 
         return resolve
+
+    def check_data_dir(self) -> Iterator[Finding]:
+        """The disk holding `data_dir` has room (the database, galleries and scratch grow
+        there); its size is not measured here (that walks every file: see `status`)."""
+        from autoinfer.disk_usage import disk_space
+
+        data_dir = self.config.data_path
+        space = disk_space(data_dir)
+        if space.nearly_full:
+            yield problem(
+                f"data_dir {data_dir}: its disk is nearly full ({space.describe()}) — free "
+                "space, or shorten `retention:` so old jobs, events and thumbnails go sooner"
+            )
+        else:
+            yield ok(f"data_dir {data_dir}: disk has {space.describe()}")
 
     # --- the configuration as a whole ----------------------------------------------------
 

@@ -16,6 +16,7 @@ from autoinfer.cli.client import (
     one_line_errors,
     print_json,
 )
+from autoinfer.disk_usage import format_bytes
 from autoinfer.errors import AuthError, AutoInferError, Forbidden
 
 
@@ -87,6 +88,15 @@ def status(as_json: bool = JsonOption, url: str = UrlOption, key: str = KeyOptio
         )
     else:
         console.print("workers: none started yet (the first built-in job starts them)")
+    disk = data.get("disk")
+    if disk:
+        warning = "  [red]disk nearly full[/red]" if disk["nearly_full"] else ""
+        console.print(
+            f"data: {format_bytes(disk['used_bytes'])} in {disk['data_dir']}; disk "
+            f"{format_bytes(disk['free_bytes'])} free of {format_bytes(disk['total_bytes'])}"
+            + warning,
+            highlight=False,
+        )
     if data["triggers"]:
         table = Table("trigger", "bucket", "prefix", "suffix", "kind", "matched", "failed")
         for trigger in data["triggers"]:
