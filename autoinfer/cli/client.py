@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from autoinfer.cli.text import safe_text
 from autoinfer.errors import AutoInferError
 from autoinfer.sdk import DEFAULT_URL, SyncAutoInfer
 
@@ -48,7 +49,7 @@ def one_line_errors(function: F) -> F:
         try:
             return function(*args, **kwargs)
         except AutoInferError as error:
-            errors.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            errors.print(f"[red]error:[/red] {safe_text(error)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None

@@ -18,6 +18,7 @@ import typer
 from rich.table import Table
 
 from autoinfer.cli.client import console, one_line_errors
+from autoinfer.cli.text import safe_text
 from autoinfer.config import Config, ExecutorConfig, SourceConfig, StoreConfig, TriggerConfig
 from autoinfer.errors import AutoInferError
 
@@ -89,23 +90,23 @@ def demo(
 
     service = AutoInferService(demo_config(workspace))
     with BackgroundServer(service) as server:
-        console.print(f"[bold]autoinfer[/bold] serving on {server.url} (API key in {service.api_key_file})", highlight=False)
-        console.print(f"object store: {workspace / 'buckets'}  (bucket '{BUCKET}')", highlight=False)
+        console.print(f"[bold]autoinfer[/bold] serving on {safe_text(server.url)} (API key in {safe_text(service.api_key_file)})", highlight=False)
+        console.print(safe_text(f"object store: {workspace / 'buckets'}  (bucket '{BUCKET}')"), highlight=False)
         name = "images-" + datetime.now(UTC).strftime("%Y-%m-%d_%H-%M-%S")
         partial = incoming / f".{name}.zip.part"
         partial.write_bytes(payload)
         partial.rename(incoming / f"{name}.zip")  # appears complete, as an S3 PUT does
-        console.print(f"uploaded s3-style object {BUCKET}/incoming/{name}.zip ({len(payload)} bytes)", highlight=False)
+        console.print(safe_text(f"uploaded s3-style object {BUCKET}/incoming/{name}.zip ({len(payload)} bytes)"), highlight=False)
 
         client = SyncAutoInfer(server.url, service.api_key)
         job = _wait_for_job(client, name, timeout)
-        console.print(f"event → trigger 'classify-incoming' → job [bold]{job.name}[/bold] ({job.id})", highlight=False)
+        console.print(f"event → trigger 'classify-incoming' → job [bold]{safe_text(job.name)}[/bold] ({safe_text(job.id)})", highlight=False)
         job = _follow(job, timeout)
         if job.status != "finished":
             raise AutoInferError(f"job {job.name} ended {job.status}: {job.reason}")
         output = workspace / "buckets" / BUCKET / "processed" / f"{name}.zip"
         _print_predictions(output)
-        console.print(f"\npredictions archive: [bold]{output}[/bold]", highlight=False)
+        console.print(f"\npredictions archive: [bold]{safe_text(output)}[/bold]", highlight=False)
 
 
 def _wait_for_job(client, name: str, timeout: float):  # type: ignore[no-untyped-def]
@@ -127,7 +128,7 @@ def _follow(job, timeout: float):  # type: ignore[no-untyped-def]
         shown = (job.status, progress["done"] if progress else None)
         if shown != last:
             extra = f" {progress['done']}/{progress['total']} images" if progress else ""
-            console.print(f"  {job.status}{extra}", highlight=False)
+            console.print(safe_text(f"  {job.status}{extra}"), highlight=False)
             last = shown
         if job.status in ("finished", "failed", "stopped"):
             return job
@@ -141,13 +142,15 @@ def _print_predictions(archive_path: Path) -> None:
         for member in sorted(n for n in archive.namelist() if n.endswith("_pred.json")):
             prediction = json.loads(archive.read(member))
             if "error" in prediction:
-                table.add_row(prediction["file"], "[red]error[/red]", "", prediction["error"])
+                table.add_row(
+                    safe_text(prediction["file"]), "[red]error[/red]", "", safe_text(prediction["error"])
+                )
                 continue
             best, *rest = prediction["classes"]
             table.add_row(
-                prediction["file"],
-                f"{best['name']} ({best['id']})",
+                safe_text(prediction["file"]),
+                safe_text(f"{best['name']} ({best['id']})"),
                 f"{best['confidence']:.3f}",
-                ", ".join(f"{c['name']} {c['confidence']:.2f}" for c in rest[:2]),
+                safe_text(", ".join(f"{c['name']} {c['confidence']:.2f}" for c in rest[:2])),
             )
     console.print(table)

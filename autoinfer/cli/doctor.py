@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from autoinfer.cli.client import console, one_line_errors
+from autoinfer.cli.text import safe_text
 from autoinfer.config import Config, SourceConfig, load_config
 from autoinfer.errors import AutoInferError, ConfigError
 
@@ -516,15 +517,15 @@ def doctor(
     try:
         config = load_config(config_file)
     except ConfigError as error:
-        console.print(f"[red]✗[/red] {error}", highlight=False, soft_wrap=True)
+        console.print(f"[red]✗[/red] {safe_text(error)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     problems = 0
     for finding in Doctor(config, config_file).run():
         if finding.ok:
-            console.print(f"[green]✓[/green] {finding.message}", highlight=False, soft_wrap=True)
+            console.print(f"[green]✓[/green] {safe_text(finding.message)}", highlight=False, soft_wrap=True)
         else:
             problems += 1
-            console.print(f"[red]✗[/red] {finding.message}", highlight=False, soft_wrap=True)
+            console.print(f"[red]✗[/red] {safe_text(finding.message)}", highlight=False, soft_wrap=True)
     if problems:
         console.print(f"{problems} problem(s) found", highlight=False)
         raise typer.Exit(1)

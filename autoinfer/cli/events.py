@@ -14,6 +14,7 @@ from autoinfer.cli.client import (
     one_line_errors,
     print_json,
 )
+from autoinfer.cli.text import safe_text
 
 events_app = typer.Typer(help="Storage events received by the service.", no_args_is_help=True)
 triggers_app = typer.Typer(help="The trigger rules of the service.", no_args_is_help=True)
@@ -36,13 +37,18 @@ def list_events(
     table = Table("received", "source", "bucket", "key", "event", "outcome", "job / reason")
     for event in events:
         table.add_row(
-            str(event.get("received_at", ""))[:19].replace("T", " "),
-            str(event.get("source", "")),
-            str(event.get("bucket", "")),
-            str(event.get("key", "")),
-            str(event.get("event_name", "")),
-            str(event.get("outcome", "")),
-            str(event.get("job_id") or event.get("reason") or ""),
+            *(
+                safe_text(cell)
+                for cell in (
+                    str(event.get("received_at", ""))[:19].replace("T", " "),
+                    event.get("source") or "",
+                    event.get("bucket") or "",
+                    event.get("key") or "",
+                    event.get("event_name") or "",
+                    event.get("outcome") or "",
+                    event.get("job_id") or event.get("reason") or "",
+                )
+            )
         )
     console.print(table)
 
@@ -64,7 +70,7 @@ def redrive(
         print_json(result)
         return
     requeued = result["requeued"]
-    console.print(f"re-queued {requeued} failed job(s) of trigger {trigger}", highlight=False)
+    console.print(safe_text(f"re-queued {requeued} failed job(s) of trigger {trigger}"), highlight=False)
 
 
 @triggers_app.command("list")
@@ -79,12 +85,17 @@ def list_triggers(as_json: bool = JsonOption, url: str = UrlOption, key: str = K
     for trigger in triggers:
         counts = ", ".join(f"{k} {v}" for k, v in (trigger.get("counts") or {}).items())
         table.add_row(
-            trigger["name"],
-            str(trigger.get("kind", "")),
-            trigger["bucket"],
-            trigger.get("prefix", ""),
-            trigger.get("suffix", ""),
-            ", ".join(trigger.get("events", [])),
-            counts,
+            *(
+                safe_text(cell)
+                for cell in (
+                    trigger["name"],
+                    trigger.get("kind", ""),
+                    trigger["bucket"],
+                    trigger.get("prefix", ""),
+                    trigger.get("suffix", ""),
+                    ", ".join(trigger.get("events", [])),
+                    counts,
+                )
+            )
         )
     console.print(table)

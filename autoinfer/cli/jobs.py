@@ -21,6 +21,7 @@ from autoinfer.cli.client import (
     one_line_errors,
     print_json,
 )
+from autoinfer.cli.text import neutralise, safe_text
 from autoinfer.errors import NotFound
 
 app = typer.Typer(help="Create, watch and stop inference jobs.", no_args_is_help=True)
@@ -35,6 +36,11 @@ STATUS_COLOURS = {
     "failed": "red",
     "stopped": "magenta",
 }
+
+
+def _status(status: str) -> str:
+    """A job status in its colour (markup), the status itself escaped."""
+    return f"[{STATUS_COLOURS.get(status, 'white')}]{safe_text(status)}[/]"
 
 
 def _find(client: Any, ref: str) -> Any:
@@ -85,7 +91,7 @@ def create(
     if as_json and not attach:
         print_json(job.dict)
         return
-    console.print(f"created job [bold]{job.name}[/bold] ({job.id})", highlight=False)
+    console.print(f"created job [bold]{safe_text(job.name)}[/bold] ({safe_text(job.id)})", highlight=False)
     if attach:
         _wait(client, job, "finished", None)
 
@@ -109,13 +115,13 @@ def list_jobs(
         data = job.dict
         progress = data.get("progress")
         table.add_row(
-            job.id[:12],
-            job.name,
-            f"[{STATUS_COLOURS.get(job.status, 'white')}]{job.status}[/]",
-            f"{progress['done']}/{progress['total']}" if progress else "",
-            str(data["attempt"]),
-            str(data["created_at"])[:19].replace("T", " "),
-            (data.get("reason") or "")[:60],
+            safe_text(job.id[:12]),
+            safe_text(job.name),
+            _status(job.status),
+            safe_text(f"{progress['done']}/{progress['total']}") if progress else "",
+            safe_text(data["attempt"]),
+            safe_text(str(data["created_at"])[:19].replace("T", " ")),
+            safe_text(neutralise(data.get("reason") or "")[:60]),
         )
     console.print(table)
 
@@ -129,18 +135,18 @@ def get(ref: str = typer.Argument(..., help="Job id or name."), as_json: bool = 
     if as_json:
         print_json(data)
         return
-    console.print(f"[bold]{job.name}[/bold]  id {job.id}", highlight=False)
-    console.print(f"status: [{STATUS_COLOURS.get(job.status, 'white')}]{job.status}[/]  attempt {data['attempt']}/{data['max_attempts']}")
+    console.print(f"[bold]{safe_text(job.name)}[/bold]  id {safe_text(job.id)}", highlight=False)
+    console.print(f"status: {_status(job.status)}  attempt {safe_text(data['attempt'])}/{safe_text(data['max_attempts'])}", highlight=False)
     if data.get("reason"):
-        console.print(f"reason: {data['reason']}", highlight=False)
+        console.print(f"reason: {safe_text(data['reason'])}", highlight=False)
     if data.get("progress"):
-        console.print(f"progress: {data['progress']['done']}/{data['progress']['total']} images")
-    console.print(f"input: {data['spec']['data']['input_uri']}", highlight=False)
-    console.print(f"output: {data.get('output_location') or data['spec']['data']['output_uri']}", highlight=False)
+        console.print(safe_text(f"progress: {data['progress']['done']}/{data['progress']['total']} images"), highlight=False)
+    console.print(f"input: {safe_text(data['spec']['data']['input_uri'])}", highlight=False)
+    console.print(f"output: {safe_text(data.get('output_location') or data['spec']['data']['output_uri'])}", highlight=False)
     for line in _resource_lines(data["spec"]):
-        console.print(line, highlight=False, markup=False)
+        console.print(neutralise(line), highlight=False, markup=False)
     for transition in data["transitions"]:
-        console.print(f"  {str(transition['at'])[:23]}  {transition['status']}" + (f"  ({transition['reason']})" if transition.get("reason") else ""), highlight=False)
+        console.print(safe_text(f"  {str(transition['at'])[:23]}  {transition['status']}" + (f"  ({transition['reason']})" if transition.get("reason") else "")), highlight=False)
 
 
 def _resource_lines(spec: dict) -> list[str]:
@@ -187,7 +193,7 @@ def logs(
         async for item in job._target.follow_logs():  # noqa: SLF001 - async iterator of the wrapped job
             if "status" in item and "line" not in item:
                 if not as_json:
-                    console.print(f"[bold]job {item['status']}[/bold]" + (f": {item['reason']}" if item.get("reason") else ""), highlight=False)
+                    console.print(f"[bold]job {safe_text(item['status'])}[/bold]" + (f": {safe_text(item['reason'])}" if item.get("reason") else ""), highlight=False)
                 else:
                     print_json(item)
                 return
@@ -200,9 +206,9 @@ def logs(
 
 
 def _print_line(line: dict) -> None:
-    stamp = str(line["at"])[11:23]
+    stamp = safe_text(str(line["at"])[11:23])
     style = {"stderr": "red", "system": "dim"}.get(line["stream"], "")
-    text = line["line"].replace("[", "\\[")
+    text = safe_text(line["line"])
     console.print(f"[dim]{stamp}[/dim] [{style}]{text}[/{style}]" if style else f"[dim]{stamp}[/dim] {text}", highlight=False, soft_wrap=True)
 
 
@@ -214,7 +220,7 @@ def stop(ref: str = typer.Argument(..., help="Job id or name."), as_json: bool =
     if as_json:
         print_json(job.dict)
     else:
-        console.print(f"stop requested for {job.name} ({job.id}): {job.status}", highlight=False)
+        console.print(safe_text(f"stop requested for {job.name} ({job.id}): {job.status}"), highlight=False)
 
 
 @app.command("retry")
@@ -222,7 +228,7 @@ def stop(ref: str = typer.Argument(..., help="Job id or name."), as_json: bool =
 def retry(ref: str = typer.Argument(..., help="Job id or name."), url: str = UrlOption, key: str = KeyOption) -> None:
     """Run a failed or stopped job again."""
     job = _find(make_client(url, key), ref).retry()
-    console.print(f"{job.name} ({job.id}) queued again", highlight=False)
+    console.print(safe_text(f"{job.name} ({job.id}) queued again"), highlight=False)
 
 
 @app.command("wait")
@@ -247,25 +253,25 @@ def _wait(client: Any, job: Any, status: str, timeout: float | None, *, quiet: b
     deadline = None if timeout is None else time.monotonic() + timeout
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=errors, transient=True, disable=quiet) as bar:
-        task = bar.add_task(f"{job.name}: {job.status}", total=None)
+        task = bar.add_task(safe_text(f"{job.name}: {job.status}"), total=None)
         while True:
             job.refresh()
             progress = job.progress
             bar.update(
                 task,
-                description=f"{job.name}: {job.status}",
+                description=safe_text(f"{job.name}: {job.status}"),
                 completed=progress["done"] if progress else 0,
                 total=progress["total"] if progress else None,
             )
             if job.status == status:
                 break
             if job.status in ("finished", "failed", "stopped"):
-                errors.print(f"[red]job {job.name} ended {job.status}[/red]: {job.reason or ''}", highlight=False)
+                errors.print(f"[red]job {safe_text(job.name)} ended {safe_text(job.status)}[/red]: {safe_text(job.reason or '')}", highlight=False)
                 raise typer.Exit(1)
             if deadline is not None and time.monotonic() > deadline:
-                errors.print(f"[red]timed out[/red]: job {job.name} is still {job.status}", highlight=False)
+                errors.print(f"[red]timed out[/red]: {safe_text(f'job {job.name} is still {job.status}')}", highlight=False)
                 raise typer.Exit(2)
             time.sleep(0.5)
     if not quiet:
-        console.print(f"job [bold]{job.name}[/bold] {job.status}" + (f": {job.output_location}" if job.output_location else ""), highlight=False)
+        console.print(f"job [bold]{safe_text(job.name)}[/bold] {safe_text(job.status)}" + (f": {safe_text(job.output_location)}" if job.output_location else ""), highlight=False)
     return job

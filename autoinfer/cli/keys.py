@@ -14,8 +14,9 @@ from autoinfer.cli.client import (
     one_line_errors,
     print_json,
 )
+from autoinfer.cli.text import neutralise, safe_text
 
-app = typer.Typer(help="API keys and their roles (read, submit, admin).", no_args_is_help=True)
+app = typer.Typer(help="API keys and their roles (read, submit, code, admin).", no_args_is_help=True)
 
 
 @app.command("create")
@@ -35,7 +36,7 @@ def create_key(
         print_json(created)
         return
     typer.echo(
-        f"created key '{created['name']}' ({created['id']}, role {created['role']}); "
+        f"created key '{neutralise(created['name'])}' ({created['id']}, role {created['role']}); "
         "store it now, it will not be shown again:",
         err=True,
     )
@@ -53,12 +54,17 @@ def list_keys(as_json: bool = JsonOption, url: str = UrlOption, key: str = KeyOp
     table = Table("id", "name", "role", "created", "last used", "revoked")
     for item in keys:
         table.add_row(
-            item["id"],
-            item["name"],
-            item["role"],
-            _time(item.get("created_at")),
-            _time(item.get("last_used_at")),
-            _time(item.get("revoked_at")),
+            *(
+                safe_text(cell)
+                for cell in (
+                    item["id"],
+                    item["name"],
+                    item["role"],
+                    _time(item.get("created_at")),
+                    _time(item.get("last_used_at")),
+                    _time(item.get("revoked_at")),
+                )
+            )
         )
     console.print(table)
 
@@ -72,7 +78,7 @@ def revoke_key(
 ) -> None:
     """Revoke a key: requests with it get 401 from now on."""
     revoked = make_client(url, key).keys.revoke(ref)
-    console.print(f"revoked key '{revoked['name']}' ({revoked['id']})", highlight=False)
+    console.print(safe_text(f"revoked key '{revoked['name']}' ({revoked['id']})"), highlight=False)
 
 
 def _time(value: str | None) -> str:

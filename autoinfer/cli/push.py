@@ -16,6 +16,7 @@ from rich.progress import (
 )
 
 from autoinfer.cli.client import console, errors, one_line_errors
+from autoinfer.cli.text import safe_text
 from autoinfer.config import load_config
 from autoinfer.errors import StorageError
 from autoinfer.storage import ObjectInfo, Storage, join_uri, open_registry
@@ -46,7 +47,7 @@ def push(
     target = destination_uri(file, dest_uri)
     storage = open_registry(config).for_uri(target)
     info = upload_with_progress(storage, file, target)
-    console.print(f"uploaded {file} ({info.size} bytes) to {target}", highlight=False)
+    console.print(safe_text(f"uploaded {file} ({info.size} bytes) to {target}"), highlight=False)
 
 
 def upload_with_progress(storage: Storage, file: Path, target: str) -> ObjectInfo:
@@ -63,5 +64,5 @@ def upload_with_progress(storage: Storage, file: Path, target: str) -> ObjectInf
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=errors, transient=True) as bar:
-        task = bar.add_task(f"uploading {file.name}", total=file.stat().st_size)
+        task = bar.add_task(safe_text(f"uploading {file.name}"), total=file.stat().st_size)
         return storage.upload(file, target, progress=lambda sent: bar.advance(task, sent))

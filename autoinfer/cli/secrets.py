@@ -20,6 +20,7 @@ from autoinfer.cli.client import (
     one_line_errors,
     print_json,
 )
+from autoinfer.cli.text import safe_text
 from autoinfer.errors import ConfigError
 
 app = typer.Typer(
@@ -38,7 +39,7 @@ def set_secret(
     """Store or replace a secret; the value comes from a hidden prompt or from stdin."""
     value = read_value(name)
     make_client(url, key).secrets.set(name, value)
-    console.print(f"secret '{name}' set", highlight=False)
+    console.print(safe_text(f"secret '{name}' set"), highlight=False)
 
 
 @app.command("list")
@@ -51,7 +52,9 @@ def list_secrets(as_json: bool = JsonOption, url: str = UrlOption, key: str = Ke
         return
     table = Table("name", "updated")
     for item in secrets:
-        table.add_row(item["name"], str(item.get("updated_at", ""))[:19].replace("T", " "))
+        table.add_row(
+            safe_text(item["name"]), safe_text(str(item.get("updated_at", ""))[:19].replace("T", " "))
+        )
     console.print(table)
 
 
@@ -64,7 +67,7 @@ def remove_secret(
 ) -> None:
     """Delete a secret."""
     make_client(url, key).secrets.remove(name)
-    console.print(f"secret '{name}' removed", highlight=False)
+    console.print(safe_text(f"secret '{name}' removed"), highlight=False)
 
 
 def read_value(name: str) -> str:

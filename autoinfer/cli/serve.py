@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from autoinfer.cli.client import one_line_errors
+from autoinfer.cli.text import safe_text
 from autoinfer.config import load_config
 
 stderr = Console(stderr=True)
@@ -60,4 +61,4 @@ def _notice(log_format: str, message: str, style: str | None = None) -> None:
         level = logging.WARNING if style else logging.INFO
         logging.getLogger("autoinfer.serve").log(level, message)
     else:
-        stderr.print(message, style=style, highlight=False)
+        stderr.print(safe_text(message), style=style, highlight=False)

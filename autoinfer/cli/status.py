@@ -16,6 +16,7 @@ from autoinfer.cli.client import (
     one_line_errors,
     print_json,
 )
+from autoinfer.cli.text import safe_text
 from autoinfer.disk_usage import format_bytes
 from autoinfer.errors import AuthError, AutoInferError, Forbidden
 
@@ -48,12 +49,14 @@ def status(as_json: bool = JsonOption, url: str = UrlOption, key: str = KeyOptio
         return
     queue, executor = data["queue"], data["executor"]
     console.print(
-        f"[green]{data['status']}[/green]  autoinfer {data['version']}  replica {data['replica']}"
-        f"  database {data['database']}",
+        f"[green]{safe_text(data['status'])}[/green]  "
+        + safe_text(
+            f"autoinfer {data['version']}  replica {data['replica']}  database {data['database']}"
+        ),
         highlight=False,
     )
     sources = ", ".join(s["name"] for s in data["sources"]) or "none (API only)"
-    console.print(f"sources: {sources}", highlight=False)
+    console.print(f"sources: {safe_text(sources)}", highlight=False)
     jobs = queue["jobs"]
     live = {
         k: v for k, v in jobs.items() if v and k not in ("new", "finished", "failed", "stopped")
@@ -79,7 +82,7 @@ def status(as_json: bool = JsonOption, url: str = UrlOption, key: str = KeyOptio
     )
     workers = data.get("workers")
     if workers:
-        models = ", ".join(workers.get("models", [])) or "no model loaded"
+        models = safe_text(", ".join(workers.get("models", [])) or "no model loaded")
         console.print(
             f"workers: {workers['workers_busy']} busy, {workers['workers_idle']} idle, "
             f"{workers['workers_starting']} starting ({models}); "
@@ -92,7 +95,7 @@ def status(as_json: bool = JsonOption, url: str = UrlOption, key: str = KeyOptio
     if disk:
         warning = "  [red]disk nearly full[/red]" if disk["nearly_full"] else ""
         console.print(
-            f"data: {format_bytes(disk['used_bytes'])} in {disk['data_dir']}; disk "
+            f"data: {format_bytes(disk['used_bytes'])} in {safe_text(disk['data_dir'])}; disk "
             f"{format_bytes(disk['free_bytes'])} free of {format_bytes(disk['total_bytes'])}"
             + warning,
             highlight=False,
@@ -102,12 +105,10 @@ def status(as_json: bool = JsonOption, url: str = UrlOption, key: str = KeyOptio
         for trigger in data["triggers"]:
             failed = trigger["failed"]
             table.add_row(
-                trigger["name"],
-                trigger["bucket"],
-                trigger["prefix"],
-                trigger["suffix"],
-                trigger["kind"],
-                str(trigger["matched"]),
+                *(
+                    safe_text(trigger[field])
+                    for field in ("name", "bucket", "prefix", "suffix", "kind", "matched")
+                ),
                 f"[red]{failed}[/red]" if failed else "0",
             )
         console.print(table)
