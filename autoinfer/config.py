@@ -128,6 +128,16 @@ class RetentionConfig(_Strict):
     batch_size: int = Field(500, ge=1, le=10_000)  # rows removed per transaction
 
 
+class GpuConfig(_Strict):
+    """One GPU of the configured inventory (`gpus:`; see `autoinfer.executors.gpus`). Listing
+    GPUs replaces detection (NVML, else the driver's /proc files)."""
+
+    index: int = Field(ge=0, le=255, description="NVML / CUDA (PCI bus order) index")
+    type: str = Field(min_length=1, max_length=100, description="e.g. rtx3090, a100, 'RTX 2080 Ti'")
+    # The device node's number (`/dev/nvidia<minor>`); NVML's minor number, usually the index.
+    minor: int | None = Field(None, ge=0, le=255)
+
+
 class Config(_Strict):
     """The whole service configuration."""
 
@@ -139,6 +149,8 @@ class Config(_Strict):
     sources: list[SourceConfig] = Field(default_factory=list)
     triggers: list[TriggerConfig] = Field(default_factory=list)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    # The GPUs the local executor hands out; None: detected. `[]`: none (GPU jobs run on CPU).
+    gpus: list[GpuConfig] | None = None
     predictors: PredictorsConfig = Field(default_factory=PredictorsConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     insecure: bool = False

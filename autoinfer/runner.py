@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from autoinfer.db import utcnow
 from autoinfer.errors import (
@@ -36,6 +36,9 @@ from autoinfer.jobs.spec import JobSpec, Status, safe_file_name
 from autoinfer.retrying import retry_transient
 from autoinfer.storage import StorageRegistry, join_uri
 from autoinfer.storage.archives import ArchiveLimits, archive_kind, extract, make_zip
+
+if TYPE_CHECKING:
+    from autoinfer.executors.gpus import GpuGrant
 
 GIB = 1024**3
 T = TypeVar("T")
@@ -162,6 +165,9 @@ class Runner:
         self._timer: threading.Timer | None = None
         self._last_stderr = ""  # the last non-blank stderr line, quoted in a failure reason
         self._progress: tuple[int, int] | None = None  # stored with the next status change
+        # The GPUs the executor gave this job (None: it does no GPU accounting); the job's
+        # environment and sandbox (`GpuGrant.device_paths`) show it only these.
+        self.gpus: GpuGrant | None = None
 
     # --- the life of a job --------------------------------------------------------------
 
@@ -422,6 +428,7 @@ class Runner:
         env["AUTOINFER_JOB_ID"] = self.job.id
         env["AUTOINFER_JOB_NAME"] = self.job.name
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.gpus.environment() if self.gpus is not None else {})
         # `python` in a worker command means the interpreter autoinfer runs on.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         for variable in self.spec.environment.env:

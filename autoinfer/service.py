@@ -121,10 +121,14 @@ class AutoInferService:
                 cache_dir=self.config.cache_path,
                 predictors=self.config.predictors,
             )
+        from autoinfer.executors.gpus import configured_inventory
+
+        gpus = None if self.config.gpus is None else configured_inventory(self.config.gpus)
         return LocalExecutor(
             self.runner_context,
             max_jobs=settings.max_jobs,
             lease_s=settings.lease_s,
+            gpus=gpus,
             pool_jobs=self.config.predictors.job_limit,
         )
 

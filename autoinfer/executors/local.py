@@ -2,22 +2,26 @@
 
 Jobs are claimed with leases that a heartbeat renews (`executors.leasing`);
 `resources.cpu_count` is accounted against the machine's cores, so a job waits in
-`waiting for resources` until its cores are free. A job for a built-in model holds no cores:
-its images run in the shared predictor pool, so up to `max_jobs` of them feed it at once.
+`waiting for resources` until its cores are free, and `resources.gpu_count` against the
+machine's GPUs (`executors.gpus`: inventory, allocator and the policy for requests it cannot
+meet). A job for a built-in model holds no cores and no GPUs here: its images run in the
+shared predictor pool, so up to `max_jobs` of them feed it at once.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from autoinfer.errors import NotFound
+from autoinfer.executors.gpus import Gpu, GpuAllocator, GpuGrant, detect_inventory
 from autoinfer.executors.leasing import HeldJob, LeasingExecutor
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import LIVE_CLAIMED, JobService
+from autoinfer.jobs.spec import Status
 from autoinfer.runner import Runner, RunnerContext, runs_in_predictor_pool
 
 
@@ -26,6 +30,10 @@ class _LocalJob(HeldJob):
     cpus: int = 1
     holds_cpus: bool = False  # past `waiting for resources`
     holds_slot: bool = False  # counted against `max_jobs` (worker commands) or `pool_jobs`
+    gpu_count: int = 0
+    gpu_types: tuple[str, ...] = ()
+    accounts_gpus: bool = False  # a worker-command job: given GPUs (maybe none) by the allocator
+    gpus: GpuGrant | None = None  # what it holds once started
 
 
 class LocalExecutor(LeasingExecutor):
@@ -43,10 +51,13 @@ class LocalExecutor(LeasingExecutor):
         pool_jobs: int = 16,
         poll_s: float = 0.5,
         owner: str | None = None,
+        gpus: Sequence[Gpu] | None = None,
     ) -> None:
         super().__init__(ctx, max_jobs=max_jobs, lease_s=lease_s, poll_s=poll_s, owner=owner)
         self.cpu_budget = cpu_budget or os.cpu_count() or 1
         self.pool_jobs = pool_jobs
+        # `gpus`: the configured inventory; None: detected on this machine.
+        self.gpu_allocator = GpuAllocator(detect_inventory() if gpus is None else gpus)
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -56,15 +67,26 @@ class LocalExecutor(LeasingExecutor):
                 "max_jobs": self.max_jobs,
                 "cpus_busy": busy_cpus,
                 "cpus_total": self.cpu_budget,
+                "gpus_busy": self.gpu_allocator.busy(),
+                "gpus_total": len(self.gpu_allocator.inventory),
             }
 
     # --- the leasing executor's hooks ---------------------------------------------------
 
     def _admit(self, job: JobRecord) -> _LocalJob:
-        cpus = min(int(job.spec.get("resources", {}).get("cpu_count", 1)), self.cpu_budget)
+        resources = job.spec.get("resources", {})
+        cpus = min(int(resources.get("cpu_count", 1)), self.cpu_budget)
         if runs_in_predictor_pool(job.spec):
-            cpus = 0  # its images run in the shared warm pool, which has the cores already
-        return _LocalJob(job, cpus=cpus)
+            # Its images run in the shared warm pool, which has the cores (and GPUs) already.
+            return _LocalJob(job, cpus=0)
+        types = [resources.get("gpu_type"), *(resources.get("gpu_types") or [])]
+        return _LocalJob(
+            job,
+            cpus=cpus,
+            gpu_count=int(resources.get("gpu_count", 0)),
+            gpu_types=tuple(t for t in types if t),
+            accounts_gpus=True,
+        )
 
     def _has_room(self) -> bool:
         return self._free_cpus() > 0
@@ -102,9 +124,22 @@ class LocalExecutor(LeasingExecutor):
     def _execute(self, item: _LocalJob) -> str:
         if not self._take_slot(item):
             return Runner(self.ctx, item.job, self.owner, item.cancellation)._end_cancelled()
-        ready = self._wait_for_cpus(item)
         runner = Runner(self.ctx, item.job, self.owner, item.cancellation)
-        return runner.run() if ready else runner._end_cancelled()
+        if item.accounts_gpus and item.gpu_count:
+            problem = self.gpu_allocator.impossible(item.gpu_count, item.gpu_types)
+            if problem is not None:  # the inventory is fixed: waiting could never end
+                return runner._end(Status.FAILED, problem, retry=False)
+            if not self.gpu_allocator.inventory:
+                runner.log.system(
+                    f"this machine has no GPUs: running on its CPU (the job asked for "
+                    f"{item.gpu_count})"
+                )
+        try:
+            ready = self._wait_for_resources(item, runner)
+            runner.gpus = item.gpus
+            return runner.run() if ready else runner._end_cancelled()
+        finally:
+            self.gpu_allocator.release(item.job.id)
 
     def _housekeeping(self) -> None:
         remove_stale_scratch(self.ctx.scratch_root, self.jobs, lambda: set(self._running))
@@ -114,14 +149,30 @@ class LocalExecutor(LeasingExecutor):
     def _free_cpus(self) -> int:
         return self.cpu_budget - sum(r.cpus for r in self._running.values() if r.holds_cpus)
 
-    def _wait_for_cpus(self, item: _LocalJob) -> bool:
-        """Hold the job in `waiting for resources` until its cores are free."""
+    def _wait_for_resources(self, item: _LocalJob, runner: Runner) -> bool:
+        """Hold the job in `waiting for resources` until its cores and its GPUs are free; it
+        then holds both (False: cancelled while waiting)."""
+        told = False
+        wanted = item.gpu_count if self.gpu_allocator.inventory else 0
         while True:
+            short_of_gpus = False
             with self._lock:
                 others = sum(r.cpus for r in self._running.values() if r.holds_cpus)
                 if others + item.cpus <= self.cpu_budget:
-                    item.holds_cpus = True
-                    return True
+                    grant = self.gpu_allocator.try_acquire(item.job.id, wanted, item.gpu_types)
+                    if grant is not None:
+                        item.gpus = grant if item.accounts_gpus else None
+                        item.holds_cpus = True
+                        return True
+                    short_of_gpus = True
+            if short_of_gpus and not told:
+                told = True
+                allocator = self.gpu_allocator
+                runner.log.system(
+                    f"waiting for {wanted} GPU(s) ({' or '.join(item.gpu_types) or 'any type'}): "
+                    f"{allocator.busy()} of {len(allocator.inventory)} in use"
+                )
+                runner.log.flush()
             if item.cancellation.event.wait(0.2):
                 return False
 
