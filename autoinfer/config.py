@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autoinfer.errors import ConfigError
 from autoinfer.jobs.spec import describe_validation_error
+from autoinfer.notifications.config import NotificationTarget
 
 ENV_PREFIX = "AUTOINFER_"
 
@@ -152,6 +153,8 @@ class Config(_Strict):
     # The GPUs the local executor hands out; None: detected. `[]`: none (GPU jobs run on CPU).
     gpus: list[GpuConfig] | None = None
     predictors: PredictorsConfig = Field(default_factory=PredictorsConfig)
+    # Where job ends are announced: signed webhooks or SQS (autoinfer.notifications.config).
+    notifications: list[NotificationTarget] = Field(default_factory=list)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     insecure: bool = False
     # The API key the service accepts (besides keys created later); "secret:NAME" allowed.

@@ -50,7 +50,8 @@ class Database:
         self.engine: Engine = _make_engine(url)
         # Import the table modules so that their classes are registered on Base.
         from autoinfer import inbox, keys, secrets  # noqa: F401
-        from autoinfer.jobs import store  # noqa: F401
+        from autoinfer.jobs import items, store  # noqa: F401
+        from autoinfer.notifications import store as notifications  # noqa: F401
 
         _create_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -30,6 +30,7 @@ from autoinfer.errors import (
     StorageError,
 )
 from autoinfer.gallery import Gallery, Thumbnails
+from autoinfer.item_results import AttemptItems, ItemSink
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import JobResult, JobService
 from autoinfer.jobs.spec import JobSpec, Status, safe_file_name
@@ -60,6 +61,7 @@ class Predictors(Protocol):
         labels_uri: str | None = None,
         progress: Callable[[int, int], None] | None = None,
         cancelled: threading.Event | None = None,
+        on_items: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> dict: ...
 
     # A pool whose `makes_thumbnails` is true also takes `thumbnails=` (gallery.Thumbnails).
@@ -143,6 +145,7 @@ class RunnerContext:
     redact: Callable[[str], str] = str  # hides secret values in logs
     service_url: str | None = None
     gallery: Gallery | None = None
+    items: ItemSink | None = None  # per-item results (None: not recorded, e.g. on a Ray node)
 
 
 class Runner:
@@ -157,6 +160,7 @@ class Runner:
         self.owner = owner
         self.cancellation = cancellation
         self.log = JobLog(ctx.jobs, job.id, ctx.redact)
+        self.items = AttemptItems(ctx.items, job.id, self.log.system)
         self.workdir = ctx.scratch_root / f"{job.id}-{job.attempt}"
         self.data_dir = self.workdir / "data"
         self.model_dir = self.workdir / "model"
@@ -236,6 +240,8 @@ class Runner:
         else:
             self.log.system(f"{status.value}")
         if status == Status.FAILED:
+            if not runs_in_predictor_pool(self.job.spec):  # its items share the job's outcome
+                self.items.fail_worker(self.data_dir, reason or "failed")
             self.log.flush()
             if self._progress is not None:
                 self.ctx.jobs.set_progress(self.job.id, *self._progress)
@@ -372,6 +378,7 @@ class Runner:
             return self._run_builtin()
         for command in self.spec.workers:
             self._run_command(command)
+        self.items.finish_worker(self.data_dir, self.output_dir)
         return {
             "source_type": self.spec.model.source_type,
             "source_uri": self.spec.model.source_uri,
@@ -380,6 +387,7 @@ class Runner:
     def _run_builtin(self) -> dict:
         if self.ctx.predictors is None:
             raise JobFailed("built-in models are not available in this executor")
+        self.items.start()
         stored = [time.monotonic()]  # when progress was last stored
 
         def progress(done: int, total: int) -> None:
@@ -402,8 +410,10 @@ class Runner:
             labels_uri=self.spec.model.labels_uri,
             progress=progress,
             cancelled=self.cancellation.event,
+            on_items=self.items.add_predictions,
             **({"thumbnails": thumbnails} if thumbnails is not None else {}),
         )
+        self.items.finish(self.output_dir)  # the last results, errors.json if any failed
         images, errors = manifest.get("images", 0), manifest.get("errors", 0)
         self.log.system(f"classified {images} image(s), {errors} could not be decoded")
         if gallery is not None and thumbnails is not None:

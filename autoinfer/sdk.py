@@ -89,6 +89,7 @@ class AutoInfer:
         self.triggers = Triggers(self)
         self.keys = Keys(self)
         self.secrets = Secrets(self)
+        self.notifications = Notifications(self)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"} if self.key else {}
@@ -212,6 +213,16 @@ class Job:
             "GET", f"/v1/jobs/{self.id}/logs", params={"after": after}
         )
         return page["lines"]
+
+    async def items(
+        self, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> dict:
+        """A page of the job's per-item results: `{"items": [...], "total": N}`; `status`
+        "ok" or "error" keeps only those."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status:
+            params["status"] = status
+        return await self._client._request("GET", f"/v1/jobs/{self.id}/items", params=params)
 
     async def follow_logs(self, *, after: int = 0) -> AsyncIterator[dict]:
         """Log lines as they are written; the last item is `{"status": ..., "reason": ...}`."""
@@ -337,6 +348,38 @@ class Triggers:
         return await self._client._request("POST", f"/v1/triggers/{quote(name, safe='')}/redrive")
 
 
+class Notifications:
+    """`client.notifications`: completion notifications and their delivery."""
+
+    def __init__(self, client: AutoInfer) -> None:
+        self._client = client
+
+    async def list(
+        self,
+        *,
+        status: str | None = None,
+        job_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[dict]:
+        """Newest first; `status` pending, delivered or failed."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status:
+            params["status"] = status
+        if job_id:
+            params["job_id"] = job_id
+        return (await self._client._request("GET", "/v1/notifications", params=params))[
+            "notifications"
+        ]
+
+    async def get(self, id: int) -> dict:
+        return await self._client._request("GET", f"/v1/notifications/{int(id)}")
+
+    async def redeliver(self, id: int) -> dict:
+        """Send it again now, with the same `webhook-id`."""
+        return await self._client._request("POST", f"/v1/notifications/{int(id)}/redeliver")
+
+
 class Keys:
     """`client.keys` (admin keys only): create, list and revoke API keys."""
 
@@ -443,7 +486,7 @@ class _Blocking:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._target, name)
-        if isinstance(value, (Jobs, Events, Triggers, Keys, Secrets)):
+        if isinstance(value, (Jobs, Events, Triggers, Keys, Secrets, Notifications)):
             return _Blocking(value)
         if not callable(value) or not asyncio.iscoroutinefunction(value):
             return value

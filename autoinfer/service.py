@@ -15,10 +15,12 @@ from autoinfer.executors import Executor, LocalExecutor
 from autoinfer.disk_usage import DataDirUsage
 from autoinfer.gallery import Gallery
 from autoinfer.housekeeping import Housekeeping, PeriodicTask
+from autoinfer.jobs.items import JobItems
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import JobService, deterministic_job_id
 from autoinfer.jobs.spec import JobSpec
 from autoinfer.keys import Keys
+from autoinfer.notifications.service import Notifications
 from autoinfer.overview import SAMPLE_S, OverviewHistory
 from autoinfer.retention import RetentionSweep
 from autoinfer.runner import RunnerContext
@@ -41,6 +43,10 @@ class AutoInferService:
         self.secrets = Secrets(self.db, load_master_key(self.data_dir))
         install_log_redaction(self.secrets.redactor)
         self.storage = open_registry(config, self.resolve_secret)
+        self.notifications = Notifications.from_config(config, self.db, self.resolve_secret)
+        if self.notifications.enabled:  # the outbox row commits with the job's end
+            self.jobs.add_terminal_hook(self.notifications.outbox.enqueue)
+        self.items = JobItems(self.db)
         self.api_key = self._load_api_key()
         self.keys = Keys(self.db, bootstrap=self.api_key)
         self.url: str | None = None  # set once the HTTP server is listening
@@ -54,6 +60,7 @@ class AutoInferService:
             resolve_env=self.resolve_secret,
             redact=self.redact,
             gallery=Gallery(self.data_dir / "gallery"),
+            items=self.items,
         )
         self.executor: Executor = self._make_executor()
         self._housekeeping_stop = threading.Event()
@@ -92,6 +99,7 @@ class AutoInferService:
         self.runner_context.scratch_root.mkdir(parents=True, exist_ok=True)
         self.executor.start()
         self.pipeline.start()
+        self.notifications.start()
         self.housekeeping.start()
         log.info("autoinfer service started (data in %s)", self.data_dir)
 
@@ -106,6 +114,7 @@ class AutoInferService:
         self.housekeeping.stop()
         self.pipeline.stop()
         self.executor.stop(grace_s)
+        self.notifications.stop()  # what is left pending is sent after the next start
         if self._predictors is not None:
             self._predictors.close()
         self.db.dispose()

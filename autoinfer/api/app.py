@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from autoinfer import __version__
-from autoinfer.api import admin, events, health, jobs, status, triggers
+from autoinfer.api import admin, events, health, items, jobs, notifications, status, triggers
 from autoinfer.api.errors import install_error_handlers
 from autoinfer.dashboard import routes as dashboard
 
@@ -36,6 +36,8 @@ def create_app(service, *, manage_lifecycle: bool = True) -> FastAPI:  # type: i
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(items.router)
+    app.include_router(notifications.router)
     app.include_router(admin.router)
     app.include_router(events.router)
     app.include_router(triggers.router)

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from autoinfer.jobs.items import ItemCounts
+
 
 class TransitionRecord(BaseModel):
     status: str
@@ -39,6 +41,8 @@ class JobRecord(BaseModel):
     stop_requested: bool
     spec: dict[str, Any]
     transitions: list[TransitionRecord]
+    # Per-item results: how many input items ended ok and in error (None: none recorded).
+    items: ItemCounts | None = None
 
     @property
     def terminal(self) -> bool:

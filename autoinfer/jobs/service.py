@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from autoinfer.db import Database, utcnow
 from autoinfer.errors import Conflict, IllegalTransition, NotFound
+from autoinfer.jobs.items import item_counts
 from autoinfer.jobs.records import JobRecord, LogLine, Progress, TransitionRecord
 from autoinfer.jobs.spec import TERMINAL, JobSpec, Status, can_transition
 from autoinfer.jobs.store import JobRow, LogRow, TransitionRow
@@ -49,6 +50,13 @@ class JobResult:
     model_info: dict[str, Any] | None
 
 
+#: Called inside the transaction that commits a job's end (finished, failed or stopped; not a
+#: failed attempt that will be retried) with that transaction's connection and the job's row
+#: as it now is (an ORM `JobRow` or a Core row of its columns): what must commit with the end,
+#: such as the notifications outbox, goes in here.
+TerminalHook = Callable[[Connection, Any], None]
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -63,6 +71,15 @@ class JobService:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._terminal_hooks: list[TerminalHook] = []
+
+    def add_terminal_hook(self, hook: TerminalHook) -> None:
+        """Run `hook` in the transaction of every job's end (see `TerminalHook`)."""
+        self._terminal_hooks.append(hook)
+
+    def _ended(self, connection: Connection, row: Any) -> None:
+        for hook in self._terminal_hooks:
+            hook(connection, row)
 
     # --- creation and reads -------------------------------------------------------------
 
@@ -116,7 +133,8 @@ class JobService:
 
     def get(self, job_id: str) -> JobRecord:
         with self.db.session() as session:
-            return _record(self._row(session, job_id))
+            record = _record(self._row(session, job_id))
+            return _with_items([record], session.connection())[0]
 
     def list(
         self,
@@ -145,7 +163,7 @@ class JobService:
                 .limit(limit)
                 .offset(offset)
             ).all()
-            return [_record(row) for row in rows], total
+            return _with_items([_record(row) for row in rows], session.connection()), total
 
     def counts_by_status(self) -> dict[str, int]:
         with self.db.session() as session:
@@ -192,12 +210,14 @@ class JobService:
             owner is not None, terminal, progress is not None, result is not None
         )
         with self.db.connection() as connection:
-            attempt = connection.scalar(statement, values)
-            if attempt is None:
+            row = connection.execute(statement, values).first()
+            if row is None:
                 _refuse(connection, job_id, status, owner)
-            connection.execute(_INSERT_TRANSITION, {**values, "attempt": attempt})
+            connection.execute(_INSERT_TRANSITION, {**values, "attempt": row.attempt})
             if log_lines:
                 connection.execute(insert(LogRow), _log_rows(job_id, log_lines))
+            if terminal:
+                self._ended(connection, row)
 
     def _move(self, session: Session, row: JobRow, status: Status, reason: str | None) -> None:
         old = Status(row.status)
@@ -215,6 +235,8 @@ class JobService:
                 job_id=row.id, status=status.value, attempt=row.attempt, at=now, reason=reason
             )
         )
+        if status in TERMINAL and self._terminal_hooks:
+            self._ended(session.connection(), row)
 
     def request_stop(self, job_id: str) -> JobRecord:
         """Stop a job: at once if nobody runs it yet, else flag it for its executor."""
@@ -456,6 +478,15 @@ def _record(row: Any, transitions: Sequence[Any] | None = None) -> JobRecord:
     )
 
 
+def _with_items(records: list[JobRecord], connection: Connection) -> list[JobRecord]:
+    """`records` with their per-item counts (one grouped query for the lot)."""
+    if records:
+        counts = item_counts(connection, [record.id for record in records])
+        for record in records:
+            record.items = counts.get(record.id)
+    return records
+
+
 def _new_row(new: NewJob, now: datetime) -> dict[str, Any]:
     return {
         "id": new.job_id,
@@ -547,7 +578,9 @@ def _compare_and_swap(owned: bool, terminal: bool, progress: bool, result: bool)
         values.update(
             output_location=bindparam("output_location"), model_info=bindparam("model_info")
         )
-    return update(JobRow).where(*guard).values(**values).returning(JobRow.attempt)
+    statement = update(JobRow).where(*guard).values(**values)
+    # A job's end hands its whole row to the terminal hooks; other moves need the attempt only.
+    return statement.returning(*JobRow.__table__.columns if terminal else (JobRow.attempt,))
 
 
 _INSERT_TRANSITION = insert(TransitionRow).values(

@@ -35,6 +35,8 @@ from autoinfer.predictors.worker import Worker
 from autoinfer.predictors.zoo import ModelRef, resolve_source
 
 Progress = Callable[[int, int], None]
+#: Receives each batch of prediction records (`{"file", "classes"}` or `{"file", "error"}`).
+OnItems = Callable[[list[dict[str, Any]]], None]
 _POLL_S = 0.05  # how often a waiting job looks at its `cancelled` event
 
 
@@ -77,6 +79,7 @@ class PredictorPool:
         progress: Progress | None = None,
         cancelled: threading.Event | None = None,
         thumbnails: Thumbnails | None = None,
+        on_items: OnItems | None = None,
     ) -> dict[str, Any]:
         """Classify every image below `data_dir` into `output_dir`; return the manifest.
 
@@ -84,7 +87,8 @@ class PredictorPool:
         when the model can't load or its worker dies holding this job's images, JobStopped
         soon after `cancelled` is set. `progress(done, total)` is called from this thread;
         `thumbnails` gets the gallery's thumbnails of the first images (`gallery.MAX_ITEMS`),
-        made by the workers from the images they decode, from the worker threads.
+        made by the workers from the images they decode, from the worker threads;
+        `on_items(records)` gets each batch of prediction records as written, from this thread.
         """
         ref = resolve_source(model_source, labels_uri)
         data_dir, output_dir = Path(data_dir), Path(output_dir)
@@ -99,7 +103,7 @@ class PredictorPool:
         model = self._model(model_source, labels_uri, _fingerprint(ref))
         try:
             model.wait_ready(lambda: self._check(cancelled, job, data_dir))
-            errors = self._run(job, model, output_dir, progress, cancelled, data_dir)
+            errors = self._run(job, model, output_dir, progress, cancelled, data_dir, on_items)
         finally:
             job.close()
         assert model.info is not None
@@ -153,6 +157,7 @@ class PredictorPool:
         progress: Progress | None,
         cancelled: threading.Event | None,
         data_dir: Path,
+        on_items: OnItems | None = None,
     ) -> int:
         """Queue the job's images for the workers, a window at a time, and write results as
         they come; returns the number of undecodable images."""
@@ -176,11 +181,14 @@ class PredictorPool:
                 raise ModelError(str(error)) from None
             if error is not None:
                 raise error
+            written = []
             for index, record in results:
-                write_prediction(
-                    output_dir, job.outputs[index], {"file": job.files[index], **record}
-                )
+                prediction = {"file": job.files[index], **record}
+                write_prediction(output_dir, job.outputs[index], prediction)
+                written.append(prediction)
                 errors += "error" in record
+            if written and on_items is not None:
+                on_items(written)
             done += len(results)
             if results and progress is not None:
                 progress(done, total)

@@ -191,6 +191,7 @@ class ModelActors:
         progress: Progress | None = None,
         cancelled: threading.Event | None = None,
         thumbnails: Thumbnails | None = None,
+        on_items: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> dict[str, Any]:
         """Classify every image below `data_dir` into `output_dir`; return the manifest.
 
@@ -226,15 +227,19 @@ class ModelActors:
                 while len(pending) >= window or (pending and number == len(chunks) - 1):
                     chunk_done, future = pending.popleft()
                     decoded, failed, ref = stop.result(future)
+                    written: list[dict[str, Any]] = []
                     for index, reason in failed:
-                        write_prediction(
-                            output_dir, outputs[index], {"file": files[index], "error": reason}
-                        )
+                        record = {"file": files[index], "error": reason}
+                        write_prediction(output_dir, outputs[index], record)
+                        written.append(record)
                     errors += len(failed)
                     if ref is not None:
                         for index, classes in zip(decoded, self._get(ref, stop), strict=True):
                             record = {"file": files[index], "classes": classes}
                             write_prediction(output_dir, outputs[index], record)
+                            written.append(record)
+                    if written and on_items is not None:
+                        on_items(written)
                     done += len(chunk_done)
                     if progress is not None:
                         progress(done, len(images))

@@ -1,0 +1,136 @@
+"""One attempt's per-item results, as the runner collects them: recorded in batches while a
+built-in model classifies, or, for worker commands, the input files with the job's outcome
+(unless the model wrote an `items.json`); an `errors.json` in the output when any item failed.
+
+`items.json`, written by a model into its output folder, is a JSON list of
+`{"file": "<path below the data folder>", "status": "ok"|"error", "error": "<reason>"}`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import TypeAdapter, ValidationError
+
+from autoinfer.jobs.items import ItemRecord, item_from_prediction
+
+ITEMS_FILE = "items.json"
+ERRORS_FILE = "errors.json"
+MAX_ITEMS_FILE_BYTES = 64 * 1024**2
+FLUSH_ITEMS = 500  # a batch of results is written once this many wait ...
+FLUSH_S = 2.0  # ... or this long after the last write
+
+_ITEM_LIST = TypeAdapter(list[ItemRecord])
+
+
+class ItemSink(Protocol):
+    """Where item results go (`autoinfer.jobs.items.JobItems`)."""
+
+    def record(self, job_id: str, items: Sequence[ItemRecord]) -> None: ...
+
+    def clear(self, job_id: str) -> None: ...
+
+
+class AttemptItems:
+    """The item results of one attempt of one job."""
+
+    def __init__(self, sink: ItemSink | None, job_id: str, log: Callable[[str], None]) -> None:
+        self._sink, self._job_id, self._log = sink, job_id, log
+        self._buffer: list[ItemRecord] = []
+        self._errors: list[dict[str, str]] = []
+        self._last_write = time.monotonic()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """A new attempt records its items afresh."""
+        if self._sink is not None:
+            self._sink.clear(self._job_id)
+
+    # --- built-in models: results as the predictor pool hands them back -------------------
+
+    def add_predictions(self, predictions: Sequence[Mapping[str, Any]]) -> None:
+        """The pool's callback: prediction records (`{"file", "classes"|"error"}`) of a batch."""
+        items = [item_from_prediction(prediction) for prediction in predictions]
+        with self._lock:
+            self._buffer.extend(items)
+            self._errors.extend(
+                {"file": item.file, "error": item.error or ""} for item in items if item.error
+            )
+            due = len(self._buffer) >= FLUSH_ITEMS or time.monotonic() - self._last_write > FLUSH_S
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+            self._last_write = time.monotonic()
+        if batch and self._sink is not None:
+            self._sink.record(self._job_id, batch)
+
+    def finish(self, output_dir: Path) -> None:
+        """Write what is left, and `errors.json` into the output if any item failed."""
+        self.flush()
+        if self._errors:
+            write_errors_file(output_dir, self._errors)
+
+    # --- worker commands ----------------------------------------------------------------
+
+    def finish_worker(self, data_dir: Path, output_dir: Path) -> None:
+        """A worker job that succeeded: its `items.json` if it wrote one, else every input
+        file ok; `errors.json` if any item failed (and the model wrote none itself)."""
+        items = self._read_items_file(output_dir / ITEMS_FILE)
+        if items is None:
+            items = [ItemRecord(file=file, status="ok") for file in input_files(data_dir)]
+        self._record(items)
+        errors = [
+            {"file": item.file, "error": item.error or ""}
+            for item in items
+            if item.error or item.status == "error"
+        ]
+        if errors and not (output_dir / ERRORS_FILE).exists():
+            write_errors_file(output_dir, errors)
+
+    def fail_worker(self, data_dir: Path, reason: str) -> None:
+        """A worker job's attempt failed: each input file ends with the job's reason."""
+        self._record(
+            [ItemRecord(file=f, status="error", error=reason) for f in input_files(data_dir)]
+        )
+
+    def _record(self, items: Sequence[ItemRecord]) -> None:
+        if self._sink is not None and items:
+            self._sink.clear(self._job_id)
+            self._sink.record(self._job_id, items)
+
+    def _read_items_file(self, path: Path) -> list[ItemRecord] | None:
+        if not path.is_file():
+            return None
+        try:
+            if path.stat().st_size > MAX_ITEMS_FILE_BYTES:
+                raise ValueError(f"larger than {MAX_ITEMS_FILE_BYTES} bytes")
+            return _ITEM_LIST.validate_json(path.read_bytes())
+        except (OSError, ValueError, ValidationError) as error:
+            detail = " ".join(str(error).split())[:300]
+            self._log(
+                f"{ITEMS_FILE} ignored (expected a list of {{file, status, error}}): {detail}"
+            )
+            return None
+
+
+def input_files(data_dir: Path) -> list[str]:
+    """The files below `data_dir`, relative and sorted (a worker job's items)."""
+    if not data_dir.is_dir():
+        return []
+    return sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*") if p.is_file())
+
+
+def write_errors_file(output_dir: Path, errors: Sequence[Mapping[str, str]]) -> Path:
+    """`errors.json`: `[{"file": ..., "error": ...}, ...]` in the order the items came."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / ERRORS_FILE
+    path.write_text(json.dumps(list(errors), indent=1) + "\n")
+    return path
