@@ -89,6 +89,9 @@ class LambdaContext:
     log_stream_name: str = ""
     #: The autoinfer service's URL when it is serving HTTP (the SDK's `url`), else None.
     autoinfer_url: str | None = None
+    #: The record exactly as the store sent it (the event's `Records[0]` has its key in AWS's
+    #: encoding instead); set for each call.
+    original_record: dict[str, Any] | None = None
     deadline: float = field(default_factory=lambda: time.monotonic() + HANDLER_TIMEOUT_S)
 
     def get_remaining_time_in_millis(self) -> int:
@@ -118,12 +121,14 @@ class Trigger:
         self.kind: Literal["rule", "handler"] = "rule" if config.job is not None else "handler"
         self.template: dict[str, Any] | None = None
         self.handler: Callable[..., Any] | None = None
+        self.takes_context = True  # whether the handler is called as (event, context)
         if config.job is not None:
             self.template = _with_defaults(config.job)
             self._check_template()
         else:
             assert config.handler is not None
             self.handler = load_handler(config.handler, self.base_dir, where)
+            self.takes_context = _takes_two_arguments(self.handler)
 
     def __repr__(self) -> str:
         return f"Trigger({self.name!r}, bucket={self.bucket!r}, prefix={self.prefix!r}, kind={self.kind})"
@@ -178,8 +183,13 @@ class Trigger:
         first job through the SDK carries `idempotency_key(event)`, the n-th that key + `-n`."""
         if self.handler is None:
             raise SpecError(f"trigger {self.name!r}: a rule trigger has no handler")
+        context.original_record = copy.deepcopy(event.raw) if event.raw else None
+        notification = event.notification()  # a copy: the handler may change it
         with idempotency_scope(self.idempotency_key(event)):
-            result = self.handler(copy.deepcopy(event.notification()), context)
+            if self.takes_context:
+                result = self.handler(notification, context)
+            else:  # `def lambda_handler(event):`, as some examples write it
+                result = self.handler(notification)
             if inspect.isawaitable(result):
                 result = asyncio.run(_awaited(result))
             return result
@@ -355,6 +365,18 @@ def _import_file(path: Path, module_name: str) -> Any:
         sys.modules.pop(module_name, None)
         raise
     return module
+
+
+def _takes_two_arguments(handler: Callable[..., Any]) -> bool:
+    """Whether `handler` can be called with (event, context); AWS always passes both, but a
+    handler written as `def lambda_handler(event)` is called with the event alone."""
+    try:
+        inspect.signature(handler).bind(None, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to inspect (a builtin): call it as AWS would
+        return True
+    return True
 
 
 async def _awaited(awaitable: Any) -> Any:

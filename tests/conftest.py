@@ -116,15 +116,19 @@ def api(start_service: Callable[..., RunningService]) -> RunningService:
 
 
 @contextlib.contextmanager
-def serving_api_and_events(service: AutoInferService) -> Iterator[AutoInferService]:
+def serving_api_and_events(
+    service: AutoInferService, sock: socket.socket | None = None
+) -> Iterator[AutoInferService]:
     """`service`'s API on a free loopback port (`service.url` set) and its event pipeline
-    running, but no executor: jobs that triggers and handlers create stay `new`."""
+    running, but no executor: jobs that triggers and handlers create stay `new`. `sock`: a
+    socket already bound, for code that must know the URL before the service exists."""
     import uvicorn
 
     from autoinfer.api.app import create_app
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    if sock is None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(service, manage_lifecycle=False), log_level="warning", lifespan="off"

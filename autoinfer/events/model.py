@@ -7,6 +7,7 @@ with `object_created`.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -80,8 +81,9 @@ class S3Event:
         return f"{self.bucket}/{self.key}"
 
     def notification(self) -> dict[str, Any]:
-        """The S3-format notification holding only this event, as a Lambda handler receives it."""
-        return {"Records": [self.raw or s3_record(self)]}
+        """The S3-format notification holding only this event, as a Lambda handler receives it:
+        the record as the store sent it, its key in AWS's encoding (`canonical_record`)."""
+        return {"Records": [canonical_record(self)]}
 
 
 @dataclass(frozen=True)
@@ -262,9 +264,32 @@ def object_created(
     return replace(event, raw=s3_record(event))
 
 
+def aws_key_encoding(key: str) -> str:
+    """`key` as AWS writes it in a notification: form-encoded (`application/x-www-form-urlencoded`,
+    as Java's URLEncoder does it) except that `/` stays literal. Letters, digits and `.-_*` are
+    kept, a space becomes `+`, every other character the `%XX` of its UTF-8 bytes (`+` → `%2B`,
+    `=` → `%3D`, `:` → `%3A`, `~` → `%7E`, `é` → `%C3%A9`): `incoming/my photo (1).zip` →
+    `incoming/my+photo+%281%29.zip`."""
+    return quote_plus(key, safe="/*").replace("~", "%7E")
+
+
+def canonical_record(event: S3Event) -> dict[str, Any]:
+    """The record a Lambda-style handler gets: a copy of the one the store sent, with
+    `s3.object.key` re-encoded from the decoded key as AWS encodes it (MinIO and moto write
+    `incoming%2Fx.zip` where AWS writes `incoming/x.zip`), so code written for AWS reads the
+    key it expects. A record without an `s3.object` is described afresh (`s3_record`)."""
+    record = copy.deepcopy(event.raw) if event.raw else {}
+    s3 = record.get("s3")
+    obj = s3.get("object") if isinstance(s3, dict) else None
+    if not isinstance(obj, dict):
+        return s3_record(event)
+    obj["key"] = aws_key_encoding(event.key)
+    return record
+
+
 def s3_record(event: S3Event) -> dict[str, Any]:
-    """The S3-format record describing `event` (key URL-encoded, as S3 sends it)."""
-    obj: dict[str, Any] = {"key": quote_plus(event.key, safe="/")}
+    """The S3-format record describing `event` (key encoded as AWS sends it)."""
+    obj: dict[str, Any] = {"key": aws_key_encoding(event.key)}
     if event.size is not None:
         obj["size"] = event.size
     if event.etag is not None:
