@@ -31,6 +31,7 @@ from autoinfer.errors import (
 )
 from autoinfer.gallery import Gallery, Thumbnails
 from autoinfer.item_results import AttemptItems, ItemSink
+from autoinfer.log_lines import cap_line, read_lines
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import JobResult, JobService
 from autoinfer.jobs.spec import JobSpec, Status, safe_file_name
@@ -47,6 +48,7 @@ SERVICE_ONLY_ENV = ("AUTOINFER_", "TRAINML_", "AWS_")
 KILL_GRACE_S = 5.0
 PROGRESS_EVERY_S = 0.25  # a running job's images done/total is stored at most this often
 LOG_FLUSH_S = 0.5  # buffered log lines reach the store at least this often
+from autoinfer.storage.budget import ByteBudget
 
 
 class Predictors(Protocol):
@@ -99,7 +101,8 @@ class JobLog:
 
     def write(self, stream: str, line: str) -> None:
         with self._lock:
-            self._buffer.append((utcnow(), stream, self._redact(line.rstrip("\r\n"))))
+            text = cap_line(self._redact(line.rstrip("\r\n")))  # one row stays bounded
+            self._buffer.append((utcnow(), stream, text))
             due = len(self._buffer) >= 50 or time.monotonic() - self._last_flush > LOG_FLUSH_S
         if due:
             self.flush()
@@ -245,8 +248,6 @@ class Runner:
             self.log.flush()
             if self._progress is not None:
                 self.ctx.jobs.set_progress(self.job.id, *self._progress)
-            if not retry:
-                self.log.system("not retried: a new attempt would meet the same input")
             self.ctx.jobs.fail_or_retry(
                 self.job.id, reason or "failed", owner=self.owner, backoff_s=2.0, retry=retry
             )
@@ -263,6 +264,8 @@ class Runner:
         self, status: Status, *, reason: str | None = None, result: JobResult | None = None
     ) -> None:
         """The status change, committed with what waits to be stored: the log lines written
+            if not retry:  # before the flush, so that it is stored with the rest
+                self.log.system("not retried: a new attempt would meet the same input")
         since the last write, the final images done/total, the result."""
         progress, self._progress = self._progress, None
 
@@ -310,7 +313,10 @@ class Runner:
         download_dir = self.workdir / f"download-{what}"
         download_dir.mkdir()
         storage = self.ctx.storage.for_uri(uri)
-        fetched = storage.download(uri, download_dir)
+        # Sizes checked before copying, bytes counted while copying (InputRejected past it).
+        limit = f"the job's disk_size of {self.spec.resources.disk_size} GiB"
+        counted = ByteBudget(budget, label=what, limit_text=limit)
+        fetched = storage.download(uri, download_dir, counted)
         used = tree_size(download_dir)
         if used > budget:
             raise InputRejected(
@@ -481,8 +487,7 @@ class Runner:
             )
 
     def _pump(self, pipe, stream: str) -> None:  # type: ignore[no-untyped-def]
-        for raw in iter(pipe.readline, b""):
-            line = raw.decode("utf-8", errors="replace")
+        for line in read_lines(pipe):  # a huge line is cut as it is read, never held whole
             self.log.write(stream, line)
             if stream == "stderr" and line.strip():
                 self._last_stderr = line.strip()

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from autoinfer.errors import StorageError
+from autoinfer.storage.budget import ByteBudget
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,14 @@ class Storage(ABC):
         """Every object below the prefix/folder `uri`, recursively, paginated lazily."""
 
     @abstractmethod
-    def download(self, uri: str, dest: Path) -> Path:
+    def download(self, uri: str, dest: Path, budget: ByteBudget | None = None) -> Path:
         """Fetch `uri` into the folder `dest`.
 
         A single object lands as `dest/<its base name>` and that file's path is returned. A
         prefix/folder lands with its relative paths kept below `dest`, and `dest` is returned.
         StorageError when nothing exists at `uri`. Streams; never holds a whole object in memory.
+        With a `budget`, the sizes the store declares are checked against it before copying
+        and the bytes written are counted while copying (InputRejected past it).
         """
 
     @abstractmethod

@@ -14,6 +14,7 @@ import httpx
 
 from autoinfer.errors import StorageError
 from autoinfer.storage.base import ObjectInfo, Storage
+from autoinfer.storage.budget import ByteBudget
 
 CHUNK_SIZE = 1024 * 1024
 FALLBACK_NAME = "download"
@@ -69,8 +70,10 @@ class HttpStorage(Storage):
             f"{uri}: http(s) URIs cannot be listed; name a single file or archive instead"
         )
 
-    def download(self, uri: str, dest: Path) -> Path:
-        """Stream `uri` into `dest/<last path segment>` (written whole or not at all)."""
+    def download(self, uri: str, dest: Path, budget: ByteBudget | None = None) -> Path:
+        """Stream `uri` into `dest/<last path segment>` (written whole or not at all). With a
+        `budget`, a `Content-Length` past it is refused before the body is read, and the bytes
+        received are counted as they arrive."""
         target = dest / file_name_for(uri)
         try:
             dest.mkdir(parents=True, exist_ok=True)
@@ -86,9 +89,13 @@ class HttpStorage(Storage):
                     with client.stream("GET", uri) as response:
                         _check_status(uri, response)
                         expected = response.headers.get("content-length")
+                        if budget is not None and expected is not None and expected.isdigit():
+                            budget.check_declared(uri, int(expected))
                         received = 0
                         # raw bytes: a Content-Encoding must not change what the file holds
                         for chunk in response.iter_raw(CHUNK_SIZE):
+                            if budget is not None:
+                                budget.take(uri, len(chunk))
                             out.write(chunk)
                             received += len(chunk)
                 except httpx.HTTPError as error:

@@ -21,6 +21,7 @@ from urllib.parse import unquote
 
 from autoinfer.errors import StorageError
 from autoinfer.storage.base import ObjectInfo, Storage
+from autoinfer.storage.budget import ByteBudget
 
 CHUNK_SIZE = 1024 * 1024
 #: Uploads are written under this prefix in the target folder, then renamed into place;
@@ -243,18 +244,25 @@ class LocalStorage(Storage):
                 if path.is_file() and self._admits(path):
                     yield path, path.relative_to(folder).as_posix()
 
-    def download(self, uri: str, dest: Path) -> Path:
-        """A file lands as `dest/<name>` (returned); a folder's tree is copied below `dest`."""
+    def download(self, uri: str, dest: Path, budget: ByteBudget | None = None) -> Path:
+        """A file lands as `dest/<name>` (returned); a folder's tree is copied below `dest`.
+        With a `budget`, the sizes `stat` gives are checked before anything is copied."""
         src = self.path_of(uri)
         try:
             if src.is_file():
                 target = dest / src.name
-                _copy_into_place(src, target)
+                if budget is not None:
+                    budget.check_declared(uri, src.stat().st_size)
+                _copy_into_place(src, target, seen=budget.counter(uri) if budget else None)
                 return target
             if src.is_dir():
                 dest.mkdir(parents=True, exist_ok=True)
-                for path, relative in list(self._walk(uri, src)):
-                    _copy_into_place(path, dest / relative)
+                files = list(self._walk(uri, src))
+                if budget is not None:
+                    budget.check_declared(uri, sum(path.stat().st_size for path, _ in files))
+                for path, relative in files:
+                    seen = budget.counter(file_uri(path)) if budget else None
+                    _copy_into_place(path, dest / relative, seen=seen)
                 return dest
         except OSError as error:
             raise StorageError(f"{uri}: {_reason(error)}") from None

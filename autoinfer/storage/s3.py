@@ -43,6 +43,7 @@ from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceede
 
 from autoinfer.errors import ConfigError, StorageError
 from autoinfer.storage.base import ObjectInfo, Storage
+from autoinfer.storage.budget import ByteBudget
 
 if TYPE_CHECKING:
     from autoinfer.config import StoreConfig
@@ -256,16 +257,19 @@ class S3Storage(Storage):
         first = self._next_page(uri, pages)
         return self._infos(uri, bucket, prefix_of(key), first, pages)
 
-    def download(self, uri: str, dest: Path) -> Path:
+    def download(self, uri: str, dest: Path, budget: ByteBudget | None = None) -> Path:
         """An object lands as `dest/<base name>` (returned); a prefix lands below `dest` with
         the keys' relative paths (`dest` returned). An object wins over a prefix of the same
-        name. Each file is streamed to a temporary name, then renamed into place."""
+        name. Each file is streamed to a temporary name, then renamed into place. With a
+        `budget`, each object's HEAD or listed size is checked before it is fetched."""
         bucket, key = parse_s3_uri(uri)
         if key and not key.endswith("/"):
             info = self._head(uri, bucket, key)
             if info is not None:
                 target = dest / PurePosixPath(key).name
-                self._download_file(uri, bucket, key, target)
+                if budget is not None:
+                    budget.check_declared(uri, info.size)
+                self._download_file(uri, bucket, key, target, budget)
                 return target
         prefix = prefix_of(key)
         count = 0
@@ -273,7 +277,10 @@ class S3Storage(Storage):
             relative = PurePosixPath(info.key)
             if relative.is_absolute() or ".." in relative.parts:
                 raise StorageError(f"{info.uri}: the key would leave the destination folder")
-            self._download_file(info.uri, bucket, prefix + info.key, dest.joinpath(*relative.parts))
+            if budget is not None:
+                budget.check_declared(info.uri, info.size)
+            target = dest.joinpath(*relative.parts)
+            self._download_file(info.uri, bucket, prefix + info.key, target, budget)
             count += 1
         if count == 0:
             self._raise_missing_bucket(uri, bucket)
@@ -387,11 +394,16 @@ class S3Storage(Storage):
                 )
             page = self._next_page(uri, pages)
 
-    def _download_file(self, uri: str, bucket: str, key: str, target: Path) -> None:
+    def _download_file(
+        self, uri: str, bucket: str, key: str, target: Path, budget: ByteBudget | None = None
+    ) -> None:
+        callback = None if budget is None else (lambda count: budget.take(uri, count))
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             # s3transfer writes to a temporary name beside `target` and renames it when done.
-            self.client.download_file(bucket, key, str(target), Config=self.transfer_config)
+            self.client.download_file(
+                bucket, key, str(target), Config=self.transfer_config, Callback=callback
+            )
         except AWS_ERRORS as error:  # before OSError: botocore's timeouts are OSErrors too
             raise self._error(uri, bucket, error) from None
         except OSError as error:
