@@ -31,13 +31,14 @@ from autoinfer.errors import (
 )
 from autoinfer.gallery import Gallery, Thumbnails
 from autoinfer.item_results import AttemptItems, ItemSink
-from autoinfer.log_lines import cap_line, read_lines
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import JobResult, JobService
 from autoinfer.jobs.spec import JobSpec, Status, safe_file_name
+from autoinfer.log_lines import cap_line, read_lines
 from autoinfer.retrying import retry_transient
 from autoinfer.storage import StorageRegistry, join_uri
 from autoinfer.storage.archives import ArchiveLimits, archive_kind, extract, make_zip
+from autoinfer.storage.budget import ByteBudget
 
 if TYPE_CHECKING:
     from autoinfer.executors.gpus import GpuGrant
@@ -48,7 +49,6 @@ SERVICE_ONLY_ENV = ("AUTOINFER_", "TRAINML_", "AWS_")
 KILL_GRACE_S = 5.0
 PROGRESS_EVERY_S = 0.25  # a running job's images done/total is stored at most this often
 LOG_FLUSH_S = 0.5  # buffered log lines reach the store at least this often
-from autoinfer.storage.budget import ByteBudget
 
 
 class Predictors(Protocol):
@@ -245,6 +245,8 @@ class Runner:
         if status == Status.FAILED:
             if not runs_in_predictor_pool(self.job.spec):  # its items share the job's outcome
                 self.items.fail_worker(self.data_dir, reason or "failed")
+            if not retry:  # before the flush, so that it is stored with the rest
+                self.log.system("not retried: a new attempt would meet the same input")
             self.log.flush()
             if self._progress is not None:
                 self.ctx.jobs.set_progress(self.job.id, *self._progress)
@@ -264,8 +266,6 @@ class Runner:
         self, status: Status, *, reason: str | None = None, result: JobResult | None = None
     ) -> None:
         """The status change, committed with what waits to be stored: the log lines written
-            if not retry:  # before the flush, so that it is stored with the rest
-                self.log.system("not retried: a new attempt would meet the same input")
         since the last write, the final images done/total, the result."""
         progress, self._progress = self._progress, None
 
