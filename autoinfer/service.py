@@ -65,7 +65,9 @@ class AutoInferService:
         self.executor: Executor = self._make_executor()
         self._housekeeping_stop = threading.Event()
         self.data_usage = DataDirUsage(self.data_dir)
-        self.overview = OverviewHistory(self.db, self._images_classified)
+        self.overview = OverviewHistory(
+            self.db, self._images_classified, notifications=self._notifications_pending
+        )
         self.retention = RetentionSweep(
             self.db, self.runner_context.gallery, config.retention, stopping=self._housekeeping_stop
         )
@@ -165,6 +167,10 @@ class AutoInferService:
         does not start it)."""
         pool = self._predictors
         return int(pool.stats().get("images_classified", 0)) if pool is not None else 0
+
+    def _notifications_pending(self) -> int:
+        """Notification deliveries not yet made (database-wide), for the overview."""
+        return self.notifications.outbox.counts().get("pending", 0)
 
     makes_thumbnails = True  # the pool's classify takes `thumbnails`
 

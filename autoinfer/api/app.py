@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from autoinfer import __version__
 from autoinfer.api import admin, events, health, items, jobs, notifications, status, triggers
+from autoinfer.api import overview as overview_api
 from autoinfer.api.errors import install_error_handlers
 from autoinfer.dashboard import routes as dashboard
 
@@ -42,5 +43,6 @@ def create_app(service, *, manage_lifecycle: bool = True) -> FastAPI:  # type: i
     app.include_router(events.router)
     app.include_router(triggers.router)
     app.include_router(status.router)
+    app.include_router(overview_api.router)
     app.include_router(dashboard.router)
     return app

@@ -52,6 +52,13 @@ def _page(request: Request, template: str, page: str, **context: object) -> HTML
 
 
 @router.get("/", response_class=HTMLResponse)
+def overview_page(request: Request) -> HTMLResponse:
+    """The last hour at a glance: images/s, jobs ended per minute, queue and inbox depth,
+    notification backlog (charts drawn by the script from `/v1/overview`)."""
+    return _page(request, "overview.html", "overview")
+
+
+@router.get("/jobs", response_class=HTMLResponse)
 def jobs_page(request: Request) -> HTMLResponse:
     """Recent jobs, live, filtered by status, a page at a time."""
     return _page(request, "jobs.html", "jobs", statuses=JOB_STATUSES)

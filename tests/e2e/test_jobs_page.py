@@ -20,7 +20,7 @@ from tests.e2e.conftest import (
 def test_a_job_created_through_the_api_appears_and_turns_finished_without_a_reload(
     page: Any, dashboard: RunningService, tmp_path: Path
 ) -> None:
-    sign_in(page, dashboard)
+    sign_in(page, dashboard, "/jobs")
     mark_page(page)
     job = dashboard.client().jobs.create_from_spec(
         classifier_spec("seed-images", str(SEED_ZIP), str(tmp_path / "out"))
@@ -50,7 +50,7 @@ def test_status_filter_and_paging_walk_through_many_jobs(
     model = make_model(tmp_path / "model", "print('done')\n")
     client.jobs.create_from_spec(local_spec("works", model, str(SEED_ZIP), str(tmp_path / "out")))
 
-    sign_in(page, dashboard, "/?limit=5")
+    sign_in(page, dashboard, "/jobs?limit=5")
     expect(page.locator("#page-info")).to_have_text("1–5 of 7")
     expect(page.locator("#jobs-table tbody tr")).to_have_count(5)
     page.get_by_role("button", name="Older →").click()

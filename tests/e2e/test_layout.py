@@ -39,7 +39,7 @@ def test_every_page_fits_a_360_px_wide_screen(
     job = dashboard.client().jobs.create_from_spec(
         local_spec("a-job-with-a-long-name-" * 4, model, str(SEED_ZIP), str(long_folder / "out"))
     )
-    sign_in(phone, dashboard)
+    sign_in(phone, dashboard, "/jobs")
     row = phone.locator(f"#jobs-table tr[data-id='{job.id}']")
     expect(row.locator("td.status")).to_have_text("failed", timeout=30_000)
     assert_fits(phone, "jobs")
@@ -51,7 +51,7 @@ def test_every_page_fits_a_360_px_wide_screen(
     assert_fits(phone, "job")
     save_screenshot(phone, "job-phone")
 
-    for path, heading in (("/events", "Events"), ("/triggers", "Triggers")):
+    for path, heading in (("/", "Overview"), ("/events", "Events"), ("/triggers", "Triggers")):
         phone.goto(dashboard.url + path)
         expect(phone.get_by_role("heading", name=heading)).to_be_visible()
         assert_fits(phone, heading)

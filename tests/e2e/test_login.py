@@ -11,7 +11,7 @@ from tests.e2e.conftest import sign_in
 def test_signing_in_with_the_service_key_shows_the_jobs_page(
     page: Any, dashboard: RunningService
 ) -> None:
-    sign_in(page, dashboard)
+    sign_in(page, dashboard, "/jobs")
     expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
     expect(page.locator("#page-info")).to_have_text("0–0 of 0")
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
@@ -42,7 +42,7 @@ def test_the_key_is_remembered_for_the_tab_and_forgotten_on_sign_out(
 
 def test_an_insecure_service_opens_without_signing_in(page: Any, start_service: Any) -> None:
     running = start_service(insecure=True)
-    page.goto(running.url)
+    page.goto(running.url + "/jobs")
     expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
     expect(page.locator("#page-info")).to_have_text("0–0 of 0")
     expect(page.get_by_label("API key")).to_be_hidden()

@@ -750,7 +750,121 @@
     });
   }
 
-  const PAGES = { jobs: jobsPage, job: jobPage, events: eventsPage, triggers: triggersPage };
+  // --- the overview page: small SVG charts of the last hour -------------------------------
+
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const CHART_W = 600;
+  const CHART_H = 150;
+
+  function svgEl(tag, attributes = {}) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+    return node;
+  }
+
+  // The smallest of 1, 2, 2.5, 5 × 10^n at or above `value` (the top of a chart's scale).
+  function niceMax(value) {
+    if (!(value > 0)) return 1;
+    const power = 10 ** Math.floor(Math.log10(value));
+    for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= value) return step * power;
+    return 10 * power;
+  }
+
+  const formatNumber = (n) => (Number.isInteger(n) ? String(n) : n.toFixed(n < 10 ? 2 : 1));
+
+  function gridLines() {
+    return [0.25, 0.5, 0.75].map((f) =>
+      svgEl("line", { class: "grid", x1: 0, x2: CHART_W, y1: CHART_H * f, y2: CHART_H * f }),
+    );
+  }
+
+  function chartCaption(figure, latest, max, unit) {
+    setText(figure.querySelector(".chart-now"), `${formatNumber(latest)}${unit} now · scale ${formatNumber(max)}`);
+    figure.dataset.latest = String(latest);
+    figure.dataset.max = String(max);
+  }
+
+  // A line over the samples (`key` of each point), time running left to right.
+  function drawLine(figure, points, key, start, end, unit = "") {
+    const values = points.map((p) => Number(p[key]) || 0);
+    const max = niceMax(Math.max(0, ...values));
+    const x = (at) => (((parseTime(at) - start) / (end - start)) * CHART_W).toFixed(1);
+    const y = (v) => (CHART_H - (v / max) * (CHART_H - 6)).toFixed(1);
+    const coords = points.map((p, i) => `${x(p.at)},${y(values[i])}`);
+    const line = coords.length ? `M${coords.join(" L")}` : "";
+    const children = gridLines();
+    if (coords.length) {
+      const area = `${line} L${x(points[points.length - 1].at)},${CHART_H} L${x(points[0].at)},${CHART_H} Z`;
+      children.push(svgEl("path", { class: "area", d: area }), svgEl("path", { class: "line", d: line }));
+    }
+    figure.querySelector("svg").replaceChildren(...children);
+    figure.dataset.points = String(values.length);
+    figure.dataset.path = line;
+    figure.dataset.peak = String(Math.max(0, ...values));
+    chartCaption(figure, values.length ? values[values.length - 1] : 0, max, unit);
+  }
+
+  // Stacked bars per minute: finished below, failed above.
+  function drawBars(figure, minutes) {
+    const totals = minutes.map((m) => m.finished + m.failed);
+    const max = niceMax(Math.max(0, ...totals));
+    const width = CHART_W / Math.max(1, minutes.length);
+    const children = gridLines();
+    const heights = [];
+    minutes.forEach((m, i) => {
+      const finished = (m.finished / max) * (CHART_H - 6);
+      const failed = (m.failed / max) * (CHART_H - 6);
+      const x = (i * width + 1).toFixed(1);
+      const w = Math.max(1, width - 2).toFixed(1);
+      if (finished > 0) {
+        children.push(svgEl("rect", { class: "bar-finished", x, width: w, y: (CHART_H - finished).toFixed(1), height: finished.toFixed(1) }));
+      }
+      if (failed > 0) {
+        children.push(svgEl("rect", { class: "bar-failed", x, width: w, y: (CHART_H - finished - failed).toFixed(1), height: failed.toFixed(1) }));
+      }
+      heights.push(`${m.finished}/${m.failed}`);
+    });
+    figure.querySelector("svg").replaceChildren(...children);
+    figure.dataset.points = String(minutes.length);
+    figure.dataset.path = heights.join(" ");
+    figure.dataset.peak = String(Math.max(0, ...totals));
+    const sum = (key) => minutes.reduce((n, m) => n + m[key], 0);
+    setText(
+      figure.querySelector(".chart-now"),
+      `${sum("finished")} finished, ${sum("failed")} failed in the hour · scale ${max}/min`,
+    );
+    figure.dataset.latest = String(sum("finished") + sum("failed"));
+    figure.dataset.max = String(max);
+  }
+
+  function overviewPage() {
+    const minutes = 60;
+    for (const figure of document.querySelectorAll(".chart")) {
+      figure.append(
+        el("div", { className: "x-axis", "aria-hidden": "true" }, el("span", {}, `${minutes} min ago`), el("span", {}, "now")),
+      );
+    }
+    poll(async () => {
+      const data = await api(`/v1/overview?minutes=${minutes}`);
+      const end = parseTime(data.now).getTime();
+      const start = end - data.minutes * 60_000;
+      drawLine($("chart-images"), data.points, "images_per_s", start, end, "/s");
+      drawBars($("chart-jobs"), data.per_minute);
+      drawLine($("chart-queue"), data.points, "queue", start, end);
+      drawLine($("chart-inbox"), data.points, "inbox", start, end);
+      $("chart-notifications").hidden = !data.notifications;
+      if (data.notifications) drawLine($("chart-notifications"), data.points, "notifications", start, end);
+      return 2 * LIVE_MS;
+    });
+  }
+
+  const PAGES = {
+    overview: overviewPage,
+    jobs: jobsPage,
+    job: jobPage,
+    events: eventsPage,
+    triggers: triggersPage,
+  };
 
   $("login-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", () => signOut("Signed out."));
