@@ -9,6 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from autoinfer.environments.settings import EnvironmentsConfig
 from autoinfer.errors import ConfigError
 from autoinfer.jobs.spec import describe_validation_error
 from autoinfer.notifications.config import NotificationTarget
@@ -153,6 +154,8 @@ class Config(_Strict):
     # The GPUs the local executor hands out; None: detected. `[]`: none (GPU jobs run on CPU).
     gpus: list[GpuConfig] | None = None
     predictors: PredictorsConfig = Field(default_factory=PredictorsConfig)
+    # Per-model Python environments built with uv (autoinfer.environments.settings).
+    environments: EnvironmentsConfig = Field(default_factory=EnvironmentsConfig)
     # Where job ends are announced: signed webhooks or SQS (autoinfer.notifications.config).
     notifications: list[NotificationTarget] = Field(default_factory=list)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)

@@ -111,3 +111,17 @@ class Forbidden(AutoInferError):
 
     code = "forbidden"
     status_code = 403
+
+
+class EnvironmentFailed(JobFailed):
+    """A job's Python environment could not be made (an index unreachable, an installer
+    crash): another attempt may succeed. The message starts with `environment: `."""
+
+    code = "environment_failed"
+
+
+class EnvironmentRejected(InputRejected):
+    """A job's requirements can never be installed as they are (no solution, an unknown
+    package, a Python version this host lacks): the job fails without retrying."""
+
+    code = "environment_rejected"

@@ -41,6 +41,7 @@ from autoinfer.storage.archives import ArchiveLimits, archive_kind, extract, mak
 from autoinfer.storage.budget import ByteBudget
 
 if TYPE_CHECKING:
+    from autoinfer.environments import EnvironmentManager, JobEnvironment
     from autoinfer.executors.gpus import GpuGrant
 
 GIB = 1024**3
@@ -149,6 +150,8 @@ class RunnerContext:
     service_url: str | None = None
     gallery: Gallery | None = None
     items: ItemSink | None = None  # per-item results (None: not recorded, e.g. on a Ray node)
+    # Per-model Python environments (None: worker commands get the base interpreter).
+    environments: EnvironmentManager | None = None
 
 
 class Runner:
@@ -175,6 +178,8 @@ class Runner:
         # The GPUs the executor gave this job (None: it does no GPU accounting); the job's
         # environment and sandbox (`GpuGrant.device_paths`) show it only these.
         self.gpus: GpuGrant | None = None
+        # The job's Python environment, once prepared (autoinfer.environments).
+        self.environment: JobEnvironment | None = None
 
     # --- the life of a job --------------------------------------------------------------
 
@@ -188,6 +193,7 @@ class Runner:
             self._move(Status.WAITING_DOWNLOAD)
             self._prepare_folders()
             self._stage_in()
+            self._prepare_environment()
             self._check_cancelled()
             self._move(Status.RUNNING)
             model_info = self._run_model()
@@ -217,6 +223,8 @@ class Runner:
         finally:
             if self._timer:
                 self._timer.cancel()
+            if self.environment is not None and self.ctx.environments is not None:
+                self.ctx.environments.release(self.environment)
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _end_cancelled(self) -> str:
@@ -377,6 +385,13 @@ class Runner:
                 f"model {url}: git clone failed: {detail or f'exit code {result.returncode}'}"
             )
 
+    def _prepare_environment(self) -> None:
+        """The worker commands' Python environment: the model's requirements, built or reused."""
+        if self.ctx.environments is not None and not runs_in_predictor_pool(self.job.spec):
+            self.environment = self.ctx.environments.prepare(
+                self.model_dir, self.spec.environment, self.log, self.cancellation.event
+            )
+
     # --- run ----------------------------------------------------------------------------
 
     def _run_model(self) -> dict | None:
@@ -446,7 +461,10 @@ class Runner:
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.gpus.environment() if self.gpus is not None else {})
         # `python` in a worker command means the interpreter autoinfer runs on.
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        bin_dir = self.environment.bin_dir if self.environment else Path(sys.executable).parent
+        env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
+        if self.environment is not None:
+            env["VIRTUAL_ENV"] = str(self.environment.root)
         for variable in self.spec.environment.env:
             env[variable.key] = self.ctx.resolve_env(variable.value)
         for name in self.spec.environment.secrets:

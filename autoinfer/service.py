@@ -13,6 +13,7 @@ from autoinfer.db import Database, default_url
 from autoinfer.errors import AuthError
 from autoinfer.executors import Executor, LocalExecutor
 from autoinfer.disk_usage import DataDirUsage
+from autoinfer.environments import EnvironmentManager
 from autoinfer.gallery import Gallery
 from autoinfer.housekeeping import Housekeeping, PeriodicTask
 from autoinfer.jobs.items import JobItems
@@ -52,6 +53,7 @@ class AutoInferService:
         self.url: str | None = None  # set once the HTTP server is listening
         self._predictors = None
         self._predictors_lock = threading.Lock()
+        self.environments = EnvironmentManager(self.data_dir / "environments", config.environments)
         self.runner_context = RunnerContext(
             jobs=self.jobs,
             storage=self.storage,
@@ -61,6 +63,7 @@ class AutoInferService:
             redact=self.redact,
             gallery=Gallery(self.data_dir / "gallery"),
             items=self.items,
+            environments=self.environments,
         )
         self.executor: Executor = self._make_executor()
         self._housekeeping_stop = threading.Event()
@@ -76,6 +79,12 @@ class AutoInferService:
                 PeriodicTask("overview", SAMPLE_S, self.overview.sample),
                 PeriodicTask("data-dir-size", 60.0, self.data_usage.refresh),
                 PeriodicTask("retention", config.retention.interval_s, self.retention.run, 30.0),
+                PeriodicTask(
+                    "environments",  # idle per-model environments
+                    config.environments.sweep_interval_s,
+                    self.environments.sweep,
+                    60.0,
+                ),
             ],
             stopping=self._housekeeping_stop,
         )
