@@ -127,7 +127,13 @@ def _detect_proc() -> list[Gpu]:
         except OSError:
             continue
         minor = fields.get("Device Minor", str(index))
-        gpus.append(Gpu(index, model_type(fields.get("Model", "unknown")), int(minor) if minor.isdigit() else index))
+        gpus.append(
+            Gpu(
+                index,
+                model_type(fields.get("Model", "unknown")),
+                int(minor) if minor.isdigit() else index,
+            )
+        )
     return gpus
 
 

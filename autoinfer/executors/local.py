@@ -10,6 +10,7 @@ shared predictor pool, so up to `max_jobs` of them feed it at once.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -23,6 +24,8 @@ from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import LIVE_CLAIMED, JobService
 from autoinfer.jobs.spec import Status
 from autoinfer.runner import Runner, RunnerContext, runs_in_predictor_pool
+
+log = logging.getLogger("autoinfer.executor")
 
 
 @dataclass(eq=False)
@@ -58,6 +61,11 @@ class LocalExecutor(LeasingExecutor):
         self.pool_jobs = pool_jobs
         # `gpus`: the configured inventory; None: detected on this machine.
         self.gpu_allocator = GpuAllocator(detect_inventory() if gpus is None else gpus)
+        log.info(
+            "GPUs for worker commands: %s (%s)",
+            self.gpu_allocator.describe(),
+            "detected" if gpus is None else "configured",
+        )
 
     def stats(self) -> dict[str, int]:
         with self._lock:

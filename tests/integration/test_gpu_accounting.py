@@ -55,16 +55,18 @@ def submit(api: RunningService, buckets: Path, name: str, **resources: Any) -> s
         name=name,
         type="inference",
         workers=[WORKER],
-        data=dict(
-            input_uri=str(buckets / "data" / "input.txt"),
-            output_uri=str(buckets / "data" / "out"),
-        ),
+        data={
+            "input_uri": str(buckets / "data" / "input.txt"),
+            "output_uri": str(buckets / "data" / "out"),
+        },
         **resources,
     )
     return str(job.id)
 
 
-def start(start_service: Callable[..., RunningService], tmp_path: Path) -> tuple[RunningService, Path]:
+def start(
+    start_service: Callable[..., RunningService], tmp_path: Path
+) -> tuple[RunningService, Path]:
     buckets = tmp_path / "buckets"
     (buckets / "data").mkdir(parents=True)
     (buckets / "data" / "input.txt").write_text("hello\n")

@@ -29,7 +29,7 @@ KEY = "incoming/images-2026-11-24_10-00-00.zip"
 # trainML's inference/s3_triggered/lambda/bucket_trigger.py; only the import and the client
 # constructor changed. It uses the key exactly as the notification gives it, as code written
 # for AWS may: right on AWS for keys like these, wrong where `/` arrives as `%2F`.
-HANDLER = '''\
+HANDLER = """\
 import re
 import boto3
 import os
@@ -81,7 +81,7 @@ def lambda_handler(event):
         output_uri = f"s3://{record['s3']['bucket']['name']}/{output_key}"
         job = asyncio.run(create_job(input_uri,output_uri))
         print(job.id)
-'''
+"""
 
 
 @pytest.fixture
@@ -110,9 +110,7 @@ def service(
             "data_dir": str(tmp_path / "state"),
             "api_key": API_KEY,
             "stores": {"lake": {"type": "s3", "endpoint_url": s3_endpoint, "region": "us-east-1"}},
-            "sources": [
-                {"type": "sqs", "store": "lake", "queue_url": queue_url, "wait_time_s": 1}
-            ],
+            "sources": [{"type": "sqs", "store": "lake", "queue_url": queue_url, "wait_time_s": 1}],
             "triggers": [
                 {
                     "name": "trainml-bucket-trigger",

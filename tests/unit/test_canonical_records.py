@@ -43,7 +43,11 @@ def test_keys_are_encoded_as_aws_writes_them_in_notifications(key: str, aws: str
 
 @pytest.mark.parametrize(
     "sent",
-    ["incoming%2Fmy+photos+%281%29.zip", "incoming/my+photos+%281%29.zip", "incoming%2Fmy%20photos%20(1).zip"],
+    [
+        "incoming%2Fmy+photos+%281%29.zip",
+        "incoming/my+photos+%281%29.zip",
+        "incoming%2Fmy%20photos%20(1).zip",
+    ],
 )
 def test_every_store_spelling_of_one_key_becomes_the_same_aws_record(sent: str) -> None:
     [event] = parse_notification({"Records": [record(sent, eTag="abc")]}).events

@@ -84,7 +84,10 @@ def test_requests_the_machine_can_never_meet_are_named() -> None:
     assert gpus.impossible(2, ["a100"]) == (
         "2 a100 GPUs asked for, this machine has 1 (have: 2 × rtx3090, 1 × a100)"
     )
-    assert gpus.impossible(4, []) == "4 GPUs asked for, this machine has 3 (have: 2 × rtx3090, 1 × a100)"
+    assert (
+        gpus.impossible(4, [])
+        == "4 GPUs asked for, this machine has 3 (have: 2 × rtx3090, 1 × a100)"
+    )
     assert GpuAllocator([]).impossible(1, ["a100"]) is None  # no GPUs at all: runs on the CPU
 
 
