@@ -96,6 +96,11 @@ class PredictorsConfig(_Strict):
     # Threads that decode a Ray job's images on its node (local workers decode their own).
     decode_threads: int = Field(2, ge=1, le=64)
     threads_per_worker: int | None = Field(None, ge=1, le=256)  # None: the cores shared out
+    # What one image may cost (autoinfer.predictors.limits): an image of more pixels (read
+    # from its header) gets an `error` prediction undecoded; each worker process's data
+    # segment is bounded (MiB; null: unbounded), so a decode past it fails alone.
+    max_image_pixels: int = Field(40_000_000, ge=1_000_000, le=1_000_000_000)
+    worker_memory_mb: int | None = Field(4096, ge=512)
     # Built-in model jobs one executor runs at once. They hold no cores and no `max_jobs` slot
     # (those are for worker commands): their images queue for the pool's workers, so many jobs
     # keep its batches full. None: workers × batch_size, at least 16.

@@ -168,6 +168,8 @@ class AutoInferService:
                     max_wait_ms=settings.max_wait_ms,
                     idle_s=settings.idle_s,
                     threads_per_worker=settings.threads_per_worker,
+                    max_image_pixels=settings.max_image_pixels,
+                    worker_memory_mb=settings.worker_memory_mb,
                 )
             return self._predictors
 

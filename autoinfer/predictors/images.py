@@ -17,6 +17,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from autoinfer.errors import AutoInferError
+from autoinfer.predictors.limits import (
+    DEFAULT_MAX_PIXELS,
+    TooManyPixels,
+    bomb_reason,
+    check_pixels,
+)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -74,6 +80,7 @@ def decode_image(
     resize: int | None = None,
     *,
     on_resized: Callable[[Image.Image], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """The image's centre crop as uint8 RGB, shape (size, size, 3).
 
@@ -82,12 +89,14 @@ def decode_image(
     image is still at least `resize` pixels on its short side (libjpeg's DCT scaling), which makes
     big photos several times cheaper. UnreadableImage with a short reason when it can't be read.
     `on_resized`, if given, gets the whole resized image (RGB) before it is cropped: a gallery
-    thumbnail made from it costs a fraction of decoding the file again.
+    thumbnail made from it costs a fraction of decoding the file again. An image of more
+    than `max_pixels` (read from its header, after JPEG draft scaling) is refused undecoded.
     """
     resize = resize or round(size * 256 / 224)
     try:
         with Image.open(path) as image:
             image.draft("RGB", (resize, resize))
+            check_pixels(image, max_pixels)  # from the header: nothing decoded yet
             ImageOps.exif_transpose(image, in_place=True)  # (no copy when there is no tag)
             rgb = _to_rgb(image)
             resized = _resize(rgb, resize)
@@ -96,7 +105,14 @@ def decode_image(
             on_resized(resized)
     except UnreadableImage:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise UnreadableImage(path, bomb_reason(error, max_pixels)) from None
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        MemoryError,
+    ) as error:
         raise UnreadableImage(path, _reason(error, path)) from None
     return np.asarray(crop, dtype=np.uint8)
 
@@ -184,8 +200,10 @@ def _reason(error: BaseException, path: Path) -> str:
     """A short, path-free reason: 'cannot identify image file', 'image file is truncated'."""
     if isinstance(error, UnidentifiedImageError):
         return "cannot identify image file"
-    if isinstance(error, Image.DecompressionBombError):
-        return "image is too large (decompression bomb limit)"
+    if isinstance(error, TooManyPixels):
+        return str(error)
+    if isinstance(error, MemoryError):
+        return "image is too large to decode within the worker's memory limit"
     if isinstance(error, OSError) and error.strerror:
         return error.strerror.lower()
     text = str(error).replace(repr(str(path)), "").replace(str(path), "").strip()

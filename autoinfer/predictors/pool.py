@@ -31,6 +31,7 @@ from autoinfer.errors import JobStopped, ModelError
 from autoinfer.gallery import MAX_ITEMS, Thumbnails
 from autoinfer.predictors.classifier import prediction_paths, write_manifest, write_prediction
 from autoinfer.predictors.images import Preprocessing, find_images
+from autoinfer.predictors.limits import DEFAULT_MAX_PIXELS, DEFAULT_WORKER_MEMORY_MB
 from autoinfer.predictors.worker import Worker
 from autoinfer.predictors.zoo import ModelRef, resolve_source
 
@@ -55,6 +56,8 @@ class PredictorPool:
         max_wait_ms: int = 20,
         idle_s: float = 300,
         threads_per_worker: int | None = None,
+        max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        worker_memory_mb: int | None = DEFAULT_WORKER_MEMORY_MB,
     ) -> None:
         if workers < 1 or batch_size < 1:
             raise ValueError("workers and batch_size must be at least 1")
@@ -63,6 +66,9 @@ class PredictorPool:
         self.batch_size = batch_size
         self.max_wait_s = max_wait_ms / 1000
         self.idle_s = idle_s
+        # What one image may cost a worker (autoinfer.predictors.limits).
+        self.max_image_pixels = max_image_pixels
+        self.worker_memory_mb = worker_memory_mb
         # ONNX Runtime threads per worker process; by default the cores shared out.
         self.threads_per_worker = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
         self._lock = threading.Lock()

@@ -25,6 +25,11 @@ from PIL import Image
 from autoinfer.errors import AutoInferError, ModelError
 from autoinfer.gallery import encode_thumbnail
 from autoinfer.predictors.images import Preprocessing, UnreadableImage, decode_image
+from autoinfer.predictors.limits import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_WORKER_MEMORY_MB,
+    limit_worker,
+)
 
 if TYPE_CHECKING:
     from autoinfer.predictors.classifier import Classifier
@@ -75,7 +80,9 @@ class Worker:
     def _spawn(self, cache_dir: Path, threads: int) -> tuple[dict[str, Any], Preprocessing]:
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe(duplex=True)
-        args = (theirs, self.model.source, self.model.labels_uri, str(cache_dir), threads)
+        pool = self.model.pool
+        limits = (pool.max_image_pixels, pool.worker_memory_mb)
+        args = (theirs, self.model.source, self.model.labels_uri, str(cache_dir), threads, *limits)
         self.process = context.Process(
             target=serve, args=args, name="autoinfer-predictor", daemon=True
         )
@@ -153,7 +160,13 @@ class Worker:
 
 
 def serve(
-    conn: Connection, source: str, labels_uri: str | None, cache_dir: str, threads: int
+    conn: Connection,
+    source: str,
+    labels_uri: str | None,
+    cache_dir: str,
+    threads: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    memory_mb: int | None = DEFAULT_WORKER_MEMORY_MB,
 ) -> None:
     """A worker process: load the model once, then answer batches until told to stop.
 
@@ -162,6 +175,7 @@ def serve(
     None) per image]) or ("error", reason); None or a closed pipe ends it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    limit_worker(max_pixels, memory_mb)  # one image cannot take the batch down with it
     from autoinfer.predictors.zoo import load_classifier
 
     try:
@@ -181,13 +195,17 @@ def serve(
         if batch is None:
             return
         try:
-            conn.send(("ok", classify_files(classifier, *batch)))
+            conn.send(("ok", classify_files(classifier, *batch, max_pixels=max_pixels)))
         except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
             conn.send(("error", f"{type(error).__name__}: {error}"))
 
 
 def classify_files(
-    classifier: Classifier, paths: Sequence[str], thumbnails: Sequence[bool]
+    classifier: Classifier,
+    paths: Sequence[str],
+    thumbnails: Sequence[bool],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[tuple[dict[str, Any], bytes | None]]:
     """Decode the files, run the decodable ones through the model as one batch; per file its
     prediction record and, where asked for, its gallery thumbnail (JPEG bytes)."""
@@ -204,6 +222,7 @@ def classify_files(
                     prep.size,
                     prep.resize,
                     on_resized=resized.append if wants_thumbnail else None,
+                    max_pixels=max_pixels,
                 )
             )
         except UnreadableImage as error:
