@@ -160,6 +160,13 @@ class EnvironmentCache:
                         removed.append(name)
                 finally:
                     held.release()
+        for lock_file in self.locks.glob("*.lock"):  # left by builds that failed
+            key = lock_file.stem
+            if HASH.match(key) and not self.path(key).exists():
+                held = self.try_lock(key)
+                if held is not None:
+                    lock_file.unlink(missing_ok=True)
+                    held.release()
         return removed
 
     def _remove_stale_build(self, folder: Path) -> None:

@@ -85,6 +85,7 @@ def test_a_killed_build_leaves_nothing_that_looks_ready(tmp_path: Path) -> None:
     held.release()
     cache.sweep(idle_s=0)
     assert list(root.glob(".build-*")) == []
+    assert list((root / ".locks").iterdir()) == []  # nor a lock file of an environment never made
 
 
 def test_a_job_waiting_for_a_build_can_be_stopped(tmp_path: Path) -> None:
@@ -98,3 +99,22 @@ def test_a_job_waiting_for_a_build_can_be_stopped(tmp_path: Path) -> None:
             cache.lock(key, shared=True, cancelled=cancelled)
     finally:
         building.release()
+
+
+def test_without_uv_the_environment_is_made_with_venv_and_pip(tmp_path: Path) -> None:
+    manager = EnvironmentManager(tmp_path / "environments", EnvironmentsConfig(installer="pip"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "requirements.txt").write_text("tomli-w==1.0.0\n")
+    log = Log()
+    environment = manager.prepare(model, Environment(), log)
+    assert any(": built in " in line for line in log.lines) and environment.hash in str(environment.root)
+    imported = subprocess.run(
+        [str(environment.python), "-c", "import tomli_w; print(tomli_w.__version__)"],
+        capture_output=True, text=True, check=True,
+    )
+    assert imported.stdout.strip() == "1.0.0"
+    # Its scripts were pointed at the final folder after the rename.
+    pip = subprocess.run([str(environment.bin_dir / "pip"), "--version"], capture_output=True, text=True, check=False)
+    assert pip.returncode == 0 and str(environment.root) in pip.stdout, pip.stderr
+    manager.release(environment)
