@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autoinfer.environments.settings import EnvironmentsConfig
+from autoinfer.api.limits import LimitsConfig
 from autoinfer.errors import ConfigError
 from autoinfer.jobs.spec import describe_validation_error
 from autoinfer.notifications.config import NotificationTarget
@@ -164,6 +165,8 @@ class Config(_Strict):
     # Where job ends are announced: signed webhooks or SQS (autoinfer.notifications.config).
     notifications: list[NotificationTarget] = Field(default_factory=list)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    # Request limits: body caps, timeouts, follow streams (autoinfer.api.limits).
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     insecure: bool = False
     # The API key the service accepts (besides keys created later); "secret:NAME" allowed.
     api_key: str | None = None

@@ -113,6 +113,13 @@ class Forbidden(AutoInferError):
     status_code = 403
 
 
+class TooManyRequests(AutoInferError):
+    """A per-key or service-wide cap on concurrent requests of one kind is reached."""
+
+    code = "too_many_requests"
+    status_code = 429
+
+
 class EnvironmentFailed(JobFailed):
     """A job's Python environment could not be made (an index unreachable, an installer
     crash): another attempt may succeed. The message starts with `environment: `."""

@@ -44,6 +44,7 @@ from autoinfer.events.model import (
     MAX_VERSION_ID_CHARS,
     S3Event,
 )
+from autoinfer.events.stored_record import stored_record
 
 #: How much of a rejected body is kept for the operator to look at.
 EXCERPT_CHARS = 2000
@@ -480,7 +481,7 @@ def _event_values(event: S3Event, source: str, now: datetime) -> dict[str, Any]:
         "flavour": event.flavour,
         "received_at": now,
         "deliveries": 1,
-        "raw": event.raw or None,
+        "raw": stored_record(event.raw),  # bounded: known fields kept, large values cut
     }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from autoinfer.config import Config
 from autoinfer.db import Database, default_url
-from autoinfer.errors import AuthError
+from autoinfer.errors import AuthError, Conflict
 from autoinfer.executors import Executor, LocalExecutor
 from autoinfer.disk_usage import DataDirUsage
 from autoinfer.environments import EnvironmentManager
@@ -193,6 +193,11 @@ class AutoInferService:
     def create_job(self, spec: JobSpec, *, idempotency_key: str | None = None, source: str = "api") -> tuple[JobRecord, bool]:
         job_id = deterministic_job_id("api", idempotency_key) if idempotency_key else None
         job, created = self.jobs.create(spec, job_id=job_id, source=source)
+        if not created and idempotency_key and job.spec != spec.model_dump(mode="json"):
+            raise Conflict(
+                f"Idempotency-Key {idempotency_key[:200]!r} was used for a different job spec "
+                f"(job {job.id}); send the same spec to get that job, or use a new key"
+            )
         if created:
             self.executor.wake()
         return job, created

@@ -11,6 +11,10 @@ from autoinfer import __version__
 from autoinfer.api import admin, events, health, items, jobs, notifications, status, triggers
 from autoinfer.api import overview as overview_api
 from autoinfer.api.errors import install_error_handlers
+from autoinfer.api.follow import FollowStreams
+from autoinfer.api.gate import RequestGate
+from autoinfer.api.headers import SecurityHeaders
+from autoinfer.api.limits import LimitsConfig
 from autoinfer.dashboard import routes as dashboard
 
 
@@ -35,6 +39,11 @@ def create_app(service, *, manage_lifecycle: bool = True) -> FastAPI:  # type: i
     )
     app.state.service = service
     install_error_handlers(app)
+    limits = getattr(getattr(service, "config", None), "limits", None) or LimitsConfig()
+    app.state.follow = FollowStreams(limits)
+    # The last added runs first: headers on every answer, then the gate before any body.
+    app.add_middleware(RequestGate, fastapi_app=app, limits=limits)
+    app.add_middleware(SecurityHeaders)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(items.router)

@@ -13,32 +13,54 @@ import hmac
 from fastapi import Request
 
 from autoinfer.errors import AuthError
+from autoinfer.keys import Principal
+
+#: Set in the ASGI scope by `autoinfer.api.gate` once it has checked the request's key, so
+#: the dependency below does not check it a second time.
+AUTHORIZED = "autoinfer.authorized"
 
 
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+    return token_of(request.headers.get("authorization", ""))
+
+
+def token_of(header: str) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header value, or None."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
 
 
+def authorize(
+    service, authorization: str, method: str, policy_path: str, shown_path: str
+) -> Principal | None:  # type: ignore[no-untyped-def]
+    """The one access check of the API: the principal of the request's key (None when the
+    service is insecure); AuthError (401) or Forbidden (403) otherwise.
+
+    The policy reads `policy_path`, the matched route's template: unlike the URL path, it does
+    not change with a proxy's root path (or anything else a client can put in the URL).
+    """
+    if service.insecure:
+        return None
+    token = token_of(authorization)
+    if token is None:
+        raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+    return service.keys.authorize(token, method, policy_path, shown_path=shown_path)
+
+
 def require_key(request: Request) -> None:
     """FastAPI dependency: 401 unless the request carries a live API key, 403 unless its role
     allows the request. The principal is left in `request.state.principal`."""
-    service = request.app.state.service
-    if service.insecure:
-        request.state.principal = None
-        return
-    token = bearer_token(request)
-    if token is None:
-        raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
-    # The policy reads the matched route's template: unlike the URL path, it does not change
-    # with a proxy's root path (or anything else a client can put in the URL).
+    if request.scope.get(AUTHORIZED):
+        return  # the gate checked it before the body was read
     route = request.scope.get("route")
-    policy_path = getattr(route, "path", None) or request.url.path
-    request.state.principal = service.keys.authorize(
-        token, request.method, policy_path, shown_path=request.url.path
+    request.state.principal = authorize(
+        request.app.state.service,
+        request.headers.get("authorization", ""),
+        request.method,
+        getattr(route, "path", None) or request.url.path,
+        request.url.path,
     )
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from autoinfer.api.auth import require_key
+from autoinfer.api.limits import MAX_DB_INT
+from autoinfer.api.summaries import EventSummary
 from autoinfer.errors import EventError
 from autoinfer.events.model import parse_notification
 from autoinfer.events.webhook import MAX_BODY_BYTES, authenticate
@@ -18,7 +20,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
 class EventList(BaseModel):
-    events: list[EventRecord]
+    events: list[EventSummary]
     total: int
 
 
@@ -90,17 +92,18 @@ def list_events(
     outcome: Outcome | None = None,
     source: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_DB_INT),
 ) -> EventList:
-    """Events newest first, with what became of each (the job it started, or why none)."""
+    """Events newest first, with what became of each (the job it started, or why none);
+    summaries without the stored record (`GET /v1/events/{id}` has it as `raw`)."""
     events, total = request.app.state.service.pipeline.inbox.list(
         limit=limit, offset=offset, outcome=outcome.value if outcome else None, source=source
     )
-    return EventList(events=events, total=total)
+    return EventList(events=[EventSummary.of(event) for event in events], total=total)
 
 
 @router.get("/{event_id}", response_model=EventRecord, dependencies=[Depends(require_key)])
-def get_event(request: Request, event_id: int) -> EventRecord:
+def get_event(request: Request, event_id: int = Path(ge=0, le=MAX_DB_INT)) -> EventRecord:
     return request.app.state.service.pipeline.inbox.get(event_id)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
@@ -12,6 +13,8 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel
 
 from autoinfer.api.auth import require_key
+from autoinfer.api.limits import MAX_DB_INT
+from autoinfer.api.summaries import JobSummary
 from autoinfer.errors import NotFound
 from autoinfer.jobs.records import JobRecord, LogLine
 from autoinfer.jobs.spec import JobSpec, Status, parse_spec
@@ -20,7 +23,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(requi
 
 
 class JobList(BaseModel):
-    jobs: list[JobRecord]
+    jobs: list[JobSummary]
     total: int
 
 
@@ -54,12 +57,13 @@ def list_jobs(
     name: str | None = None,
     source: str | None = None,
     limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_DB_INT),
 ) -> JobList:
+    """Jobs newest first, as summaries (`GET /v1/jobs/{id}` has the spec)."""
     jobs, total = _service(request).jobs.list(
         status=status.value if status else None, name=name, source=source, limit=limit, offset=offset
     )
-    return JobList(jobs=jobs, total=total)
+    return JobList(jobs=[JobSummary.of(job) for job in jobs], total=total)
 
 
 @router.get("/{job_id}", response_model=JobRecord)
@@ -71,7 +75,7 @@ def get_job(request: Request, job_id: str) -> JobRecord:
 def job_logs(
     request: Request,
     job_id: str,
-    after: int = Query(0, ge=0, description="only lines with an id above this"),
+    after: int = Query(0, ge=0, le=MAX_DB_INT, description="only lines with an id above this"),
     follow: bool = Query(False, description="stream lines as NDJSON until the job ends"),
     limit: int = Query(10_000, ge=1, le=100_000),
 ):  # type: ignore[no-untyped-def]
@@ -79,20 +83,40 @@ def job_logs(
     job = service.jobs.get(job_id)  # 404 before streaming starts
     if not follow:
         return LogPage(lines=service.jobs.logs(job_id, after=after, limit=limit), status=job.status)
-    return StreamingResponse(_follow(request, job_id, after), media_type="application/x-ndjson")
+    principal = getattr(request.state, "principal", None)
+    who = principal.id or principal.name if principal else f"client {_client_host(request)}"
+    release = request.app.state.follow.acquire(who)  # 429 when no stream slot is left
+    return FollowResponse(_follow(request, job_id, after), release)
+
+
+class FollowResponse(StreamingResponse):
+    """An NDJSON log stream that gives its slot back however it ends."""
+
+    def __init__(self, content: AsyncIterator[bytes], release: Callable[[], None]) -> None:
+        super().__init__(content, media_type="application/x-ndjson")
+        self._release = release
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+def _client_host(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 async def _follow(request: Request, job_id: str, after: int) -> AsyncIterator[bytes]:
     """Each new log line as one JSON object per line; a final `{"status": ...}` when it ends."""
     jobs = _service(request).jobs
-    idle = 0.0
+    streams = request.app.state.follow
     while True:
         lines = await asyncio.to_thread(jobs.logs, job_id, after=after, limit=1000)
         for line in lines:
             after = line.id
             yield (line.model_dump_json() + "\n").encode()
         if lines:
-            idle = 0.0
             continue
         job = await asyncio.to_thread(jobs.get, job_id)
         if job.terminal:
@@ -101,13 +125,10 @@ async def _follow(request: Request, job_id: str, after: int) -> AsyncIterator[by
                 yield (line.model_dump_json() + "\n").encode()
             yield (json.dumps({"status": job.status, "reason": job.reason}) + "\n").encode()
             return
-        if await request.is_disconnected():
-            return
-        idle += 0.25
-        if idle >= 15:  # keep the connection alive through proxies
-            idle = 0.0
+        # Woken by the shared watcher when the job moves; a blank line every 15 s of quiet
+        # keeps the connection alive through proxies. A client that leaves cancels this.
+        if not await streams.wait(jobs.db, job_id, after, job.status, timeout=15):
             yield b"\n"
-        await asyncio.sleep(0.25)
 
 
 @router.post("/{job_id}/stop", response_model=JobRecord)
@@ -132,7 +153,20 @@ def job_gallery(request: Request, job_id: str) -> dict:
 
 @router.get("/{job_id}/gallery/{name}", response_class=FileResponse)
 def job_thumbnail(request: Request, job_id: str, name: str) -> FileResponse:
-    path = _service(request).runner_context.gallery.thumbnail(job_id, name)
+    service = _service(request)
+    service.jobs.get(job_id)  # 404 for anything that is not a job's id ('..' included)
+    gallery = service.runner_context.gallery
+    path = gallery.thumbnail(job_id, name)
+    if path is not None and not _inside(path, gallery.folder(job_id)):
+        path = None
     if path is None:
         raise NotFound(f"job {job_id}: no thumbnail {name!r}")
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path`, links resolved, lies in `folder`."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False

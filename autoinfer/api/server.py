@@ -9,6 +9,7 @@ import time
 import uvicorn
 
 from autoinfer.api.app import create_app
+from autoinfer.api.limits import LimitsConfig
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -32,9 +33,20 @@ def make_server(service, host: str, port: int, *, log_level: str = "info") -> uv
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=REQUESTS_GRACE_S,
+        **connection_limits(service),
     )
     service.url = f"http://{host}:{port}"
     return uvicorn.Server(config)
+
+
+def connection_limits(service) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """uvicorn's share of the `limits:` settings: idle keep-alive and header size (h11)."""
+    limits = getattr(getattr(service, "config", None), "limits", None) or LimitsConfig()
+    return {
+        "http": "h11",  # the parser whose header limit is set here
+        "timeout_keep_alive": limits.keep_alive_s,
+        "h11_max_incomplete_event_size": limits.max_header_bytes,
+    }
 
 
 class BackgroundServer:

@@ -102,7 +102,7 @@ def verify_signature(
             raise AuthError(f"{SIGNATURE_HEADER}: malformed; expected 't=<unix time>,v1=<hex>'")
         fields.setdefault(name, []).append(value)
     stamps, signatures = fields.get("t", []), fields.get("v1", [])
-    if len(stamps) != 1 or not stamps[0].isdigit() or not signatures:
+    if len(stamps) != 1 or not _is_unix_time(stamps[0]) or not signatures:
         raise AuthError(f"{SIGNATURE_HEADER}: malformed; expected 't=<unix time>,v1=<hex>'")
     skew = abs((time.time() if now is None else now) - int(stamps[0]))
     if skew > tolerance_s:
@@ -153,6 +153,33 @@ def authenticate(
     if check_api_key is None or not check_api_key(token):
         raise AuthError("invalid API key")
     return name
+
+
+def precheck(
+    sources: Sequence[WebhookSource],
+    headers: Mapping[str, str],
+    *,
+    resolve: SecretResolver | None = None,
+    check_api_key: Callable[[str], bool] | None = None,
+    insecure: bool = False,
+) -> None:
+    """AuthError when the request cannot authenticate whatever its body is: what can be
+    checked before the body is read (everything but an HMAC signature's digest)."""
+    signature = _header(headers, SIGNATURE_HEADER)
+    if signature is None or all(source.token_ref is None for source in sources):
+        # No credential that depends on the body: the full check, on an empty one.
+        authenticate(
+            sources, headers, b"", resolve=resolve, check_api_key=check_api_key, insecure=insecure
+        )
+        return
+    # Malformed or stale: the AuthError the full check would raise; a mismatch waits for it.
+    verify_signature(signature, b"", "", raise_on_stale=True)
+
+
+def _is_unix_time(value: str) -> bool:
+    """Whether `value` is a plausible unix time in seconds (ASCII digits, at most 12 of them:
+    anything longer is refused before it is turned into a number)."""
+    return value.isascii() and value.isdigit() and len(value) <= 12
 
 
 def bearer_token(header: str | None) -> str | None:

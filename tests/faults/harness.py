@@ -54,6 +54,7 @@ def service_config(
     stores: dict[str, dict[str, Any]] | None = None,
     sources: list[dict[str, Any]] | None = None,
     executor: dict[str, Any] | None = None,
+    limits: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An autoinfer.yaml for a service in `workdir`: a local store `buckets/`, a webhook source
     with WEBHOOK_TOKEN, the bootstrap key API_KEY and the given triggers."""
@@ -66,6 +67,7 @@ def service_config(
         "sources": sources or [{"type": "webhook", "store": "local", "token": WEBHOOK_TOKEN}],
         "triggers": triggers,
         "executor": {"type": "local", "max_jobs": 4, "lease_s": 3, **(executor or {})},
+        **({"limits": limits} if limits else {}),
     }
 
 

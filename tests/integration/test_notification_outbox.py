@@ -1,6 +1,5 @@
-"""The notification outbox on a real SQLite file and a real PostgreSQL server: written in the
-transaction of a job's end (and only of its end), claimed and retried on an injected clock,
-given up after its time."""
+"""The notification outbox on a real SQLite file: written in the transaction of a job's end
+(and only of its end), claimed and retried on an injected clock, given up after its time."""
 
 from __future__ import annotations
 
@@ -36,12 +35,9 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'outbox.db'}")
-    else:
-        database = Database(request.getfixturevalue("pg_url"))
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'outbox.db'}")
     yield database
     database.dispose()
 

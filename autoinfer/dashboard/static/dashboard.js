@@ -169,6 +169,7 @@
     for (const [name, value] of Object.entries(attributes)) {
       if (value === null || value === undefined || value === false) continue;
       if (name === "className") node.className = value;
+      else if (name === "style") node.style.cssText = value; // CSSOM: allowed by the CSP
       else node.setAttribute(name, value === true ? "" : value);
     }
     for (const child of children) {
@@ -406,7 +407,7 @@
         c.source.dataset.value = job.source;
         setChildren(c.source, sourceOf(job));
       }
-      const input = ((job.spec || {}).data || {}).input_uri || "";
+      const input = job.input_uri || ((job.spec || {}).data || {}).input_uri || "";
       if (c.input.dataset.value !== input) {
         c.input.dataset.value = input;
         setChildren(c.input, uriNode(input));
@@ -448,7 +449,6 @@
     let lastLine = 0;
     let lineCount = 0;
     let galleryShownFor = null;
-    let galleryItems = [];
     let poller = null;
 
     const renderJob = (job) => {
@@ -542,32 +542,11 @@
 
     const showGallery = async () => {
       const { items } = await api(`${path}/gallery`);
-      galleryItems = items;
-      await renderGallery();
-    };
-
-    // The whole gallery, or (the toggle on) every failed item from the job's per-item results.
-    const renderGallery = async () => {
-      let items = galleryItems;
-      if ($("failures-only").checked) {
-        const thumbnails = new Map(galleryItems.map((item) => [item.file, item.thumbnail]));
-        const page = await api(`${path}/items?status=error&limit=1000`);
-        items = page.items.map((item) => ({ file: item.file, error: item.error, thumbnail: thumbnails.get(item.file) }));
-      }
       const list = $("gallery");
       for (const img of list.querySelectorAll("img[src^='blob:']")) URL.revokeObjectURL(img.src);
       setChildren(list, ...items.map(galleryItem));
-      $("gallery-section").hidden = galleryItems.length === 0 && !$("failures-only").checked;
+      $("gallery-section").hidden = items.length === 0;
       loadThumbnails(Array.from(list.querySelectorAll("img[data-thumbnail]")));
-    };
-    $("failures-only").onchange = () => renderGallery().catch(showPageError);
-
-    const renderItemCounts = (job) => {
-      const counts = job.items;
-      setText($("item-counts"), counts ? `(${counts.ok} ok, ${counts.error} failed)` : "");
-      const failures = Boolean(counts && counts.error > 0);
-      $("failures-toggle").hidden = !failures;
-      if (failures && job.status === "finished") $("gallery-section").hidden = false;
     };
 
     const galleryItem = (item) => {
@@ -649,7 +628,6 @@
         throw error;
       }
       renderJob(job);
-      renderItemCounts(job);
       await tailLog();
       const galleryKey = `${job.attempt}`;
       if (job.status === "finished" && galleryShownFor !== galleryKey) {
