@@ -1,10 +1,12 @@
-"""The notification outbox on a real SQLite file: written in the transaction of a job's end
-(and only of its end), claimed and retried on an injected clock, given up after its time."""
+"""The notification outbox on a real SQLite file and a real PostgreSQL server: written in the
+transaction of a job's end (and only of its end), claimed and retried on an injected clock,
+given up after its time."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,9 +37,12 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'outbox.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'outbox.db'}")
+    else:
+        database = Database(request.getfixturevalue("pg_url"))
     yield database
     database.dispose()
 
@@ -194,5 +199,35 @@ def test_a_redelivered_notification_keeps_its_webhook_id(db: Database) -> None:
         assert [d.webhook_id for d in receiver.deliveries] == [record.webhook_id] * 2
         assert outbox.get(record.id).status == "delivered"
         delivery.stop()
+    finally:
+        receiver.stop()
+
+
+def test_two_replicas_delivering_at_once_send_each_notification_once(
+    db: Database, tmp_path: Path
+) -> None:
+    secret = new_secret()
+    receiver = WebhookReceiver(secret).start()
+    try:
+        target = _target(receiver.url, secret)
+        jobs = JobService(db)
+        writer = Outbox(db, [target])
+        jobs.add_terminal_hook(writer.enqueue)
+        for _ in range(12):
+            _ended_job(jobs)
+        replicas = [
+            NotificationDelivery(
+                Outbox(db, [target]), {"hook": target}, {"hook": WebhookSender(target.url, secret)}
+            )
+            for _ in range(2)
+        ]
+        with ThreadPoolExecutor(2) as pool:
+            while writer.counts().get("pending"):
+                list(pool.map(lambda replica: replica.run_once(), replicas))
+        assert len(receiver.deliveries) == 12
+        assert len(receiver.webhook_ids()) == 12
+        assert writer.counts() == {"delivered": 12}
+        for replica in replicas:
+            replica.stop()
     finally:
         receiver.stop()
