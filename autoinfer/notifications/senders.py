@@ -45,7 +45,12 @@ class Sender(Protocol):
 
 class WebhookSender:
     """POSTs the body with `webhook-id`, `webhook-timestamp` and `webhook-signature`
-    (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`); any 2xx answer is a delivery."""
+    (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`); any 2xx answer is a delivery.
+
+    `secret` is the key itself (`whsec_...`) or a `secret:NAME` reference, resolved at each
+    attempt with `resolve_secret`: a stored secret set (or rotated) after the service started
+    is used from the next attempt on, and one that is missing fails attempts, not the start.
+    """
 
     def __init__(
         self,
@@ -54,11 +59,18 @@ class WebhookSender:
         *,
         timeout_s: float = 10.0,
         clock: Callable[[], datetime] = utcnow,
+        resolve_secret: Callable[[str], str] = str,
+        where: str = "webhook",
     ) -> None:
         self.url = url
-        self._signer = Webhook(secret)
+        self._secret = secret
+        self._resolve = resolve_secret
+        self._where = where
+        self._signers: dict[str, Webhook] = {}
         self._clock = clock
         self._http = httpx.Client(timeout=timeout_s, follow_redirects=False)
+        if not secret.startswith("secret:"):
+            self.signer()  # an inline key is checked at once
 
     @classmethod
     def from_config(
@@ -67,19 +79,33 @@ class WebhookSender:
         stores: Mapping[str, StoreConfig],
         resolve_secret: Callable[[str], str],
     ) -> WebhookSender:
-        where = f"notifications.{target.name}"
-        secret = resolve_secret(target.secret)
-        if not secret.startswith(SECRET_PREFIX):
+        return cls(
+            target.url,
+            target.secret,
+            timeout_s=target.timeout_s,
+            resolve_secret=resolve_secret,
+            where=f"notifications.{target.name}",
+        )
+
+    def signer(self) -> Webhook:
+        """The signer of the secret's current value; ConfigError naming what is wrong."""
+        value = self._resolve(self._secret)
+        signer = self._signers.get(value)
+        if signer is not None:
+            return signer
+        if not value.startswith(SECRET_PREFIX):
             raise ConfigError(
-                f"{where}: secret must be a Standard Webhooks key 'whsec_<base64>' "
+                f"{self._where}: secret must be a Standard Webhooks key 'whsec_<base64>' "
                 "(make one with `autoinfer notifications new-secret`)"
             )
         try:
-            return cls(target.url, secret, timeout_s=target.timeout_s)
+            signer = Webhook(value)
         except Exception as error:  # noqa: BLE001 - the library's base64 errors vary
             raise ConfigError(
-                f"{where}: secret is not valid base64 after 'whsec_': {error}"
+                f"{self._where}: secret is not valid base64 after 'whsec_': {error}"
             ) from None
+        self._signers = {value: signer}
+        return signer
 
     def headers(self, message: Outgoing) -> dict[str, str]:
         """The Standard Webhooks headers of one attempt (signed at the attempt's time)."""
@@ -89,14 +115,16 @@ class WebhookSender:
             "user-agent": "autoinfer-webhooks",
             "webhook-id": message.webhook_id,
             "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": self._signer.sign(message.webhook_id, now, message.body),
+            "webhook-signature": self.signer().sign(message.webhook_id, now, message.body),
         }
 
     def send(self, message: Outgoing) -> None:
         try:
-            response = self._http.post(
-                self.url, content=message.body.encode(), headers=self.headers(message)
-            )
+            headers = self.headers(message)
+        except ConfigError as error:  # e.g. the stored secret is not set yet
+            raise DeliveryError(str(error)) from None
+        try:
+            response = self._http.post(self.url, content=message.body.encode(), headers=headers)
         except httpx.HTTPError as error:
             raise DeliveryError(f"{self.url}: {type(error).__name__}: {error}") from None
         if not 200 <= response.status_code < 300:

@@ -12,7 +12,7 @@ from autoinfer.config import Config
 from autoinfer.errors import ConfigError
 from autoinfer.notifications.config import SqsTarget, WebhookTarget
 from autoinfer.notifications.delivery import retry_wait_s
-from autoinfer.notifications.senders import Outgoing, WebhookSender
+from autoinfer.notifications.senders import DeliveryError, Outgoing, WebhookSender
 from autoinfer.notifications.service import build_senders, validate_targets
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -64,8 +64,24 @@ def test_duplicate_names_unknown_triggers_and_bad_secrets_are_config_errors() ->
     plain = hook.model_copy(update={"secret": "hunter2"})
     with pytest.raises(ConfigError, match="whsec_"):
         build_senders([plain], {}, str)
-    stored = hook.model_copy(update={"secret": "secret:hook"})
-    (sender,) = build_senders([stored], {}, lambda ref: SECRET).values()
+
+
+def test_a_stored_secret_is_resolved_at_each_attempt_and_a_missing_one_fails_attempts() -> None:
+    stored: dict[str, str] = {}
+
+    def resolve(ref: str) -> str:
+        if ref != "secret:hook" or "hook" not in stored:
+            raise ConfigError("secret 'hook' is not set")
+        return stored["hook"]
+
+    target = WebhookTarget(name="t", url="http://127.0.0.1:9/", secret="secret:hook")
+    (sender,) = build_senders([target], {}, resolve).values()  # the service still starts
+    message = Outgoing("msg_1", "job.finished", "{}")
+    with pytest.raises(DeliveryError, match="secret 'hook' is not set"):
+        sender.send(message)
+    stored["hook"] = SECRET
+    headers = sender.headers(message)  # type: ignore[attr-defined]
+    assert Webhook(SECRET).verify("{}", headers) == {}
     sender.close()
 
 

@@ -449,6 +449,7 @@
     let lastLine = 0;
     let lineCount = 0;
     let galleryShownFor = null;
+    let galleryItems = [];
     let poller = null;
 
     const renderJob = (job) => {
@@ -542,11 +543,32 @@
 
     const showGallery = async () => {
       const { items } = await api(`${path}/gallery`);
+      galleryItems = items;
+      await renderGallery();
+    };
+
+    // The whole gallery, or (the toggle on) every failed item from the job's per-item results.
+    const renderGallery = async () => {
+      let items = galleryItems;
+      if ($("failures-only").checked) {
+        const thumbnails = new Map(galleryItems.map((item) => [item.file, item.thumbnail]));
+        const page = await api(`${path}/items?status=error&limit=1000`);
+        items = page.items.map((item) => ({ file: item.file, error: item.error, thumbnail: thumbnails.get(item.file) }));
+      }
       const list = $("gallery");
       for (const img of list.querySelectorAll("img[src^='blob:']")) URL.revokeObjectURL(img.src);
       setChildren(list, ...items.map(galleryItem));
-      $("gallery-section").hidden = items.length === 0;
+      $("gallery-section").hidden = galleryItems.length === 0 && !$("failures-only").checked;
       loadThumbnails(Array.from(list.querySelectorAll("img[data-thumbnail]")));
+    };
+    $("failures-only").onchange = () => renderGallery().catch(showPageError);
+
+    const renderItemCounts = (job) => {
+      const counts = job.items;
+      setText($("item-counts"), counts ? `(${counts.ok} ok, ${counts.error} failed)` : "");
+      const failures = Boolean(counts && counts.error > 0);
+      $("failures-toggle").hidden = !failures;
+      if (failures && job.status === "finished") $("gallery-section").hidden = false;
     };
 
     const galleryItem = (item) => {
@@ -628,6 +650,7 @@
         throw error;
       }
       renderJob(job);
+      renderItemCounts(job);
       await tailLog();
       const galleryKey = `${job.attempt}`;
       if (job.status === "finished" && galleryShownFor !== galleryKey) {
