@@ -12,6 +12,7 @@ from autoinfer.config import Config
 from autoinfer.db import Database, default_url
 from autoinfer.errors import AuthError, Conflict
 from autoinfer.executors import Executor, LocalExecutor
+from autoinfer.file_modes import private_file, secure_data_dir
 from autoinfer.disk_usage import DataDirUsage
 from autoinfer.environments import EnvironmentManager
 from autoinfer.gallery import Gallery
@@ -38,7 +39,9 @@ class AutoInferService:
         self.config = config
         self.insecure = config.insecure if insecure is None else insecure
         self.data_dir = config.data_path
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        secure_data_dir(self.data_dir)  # 0711, its entries the owner's (autoinfer.file_modes)
+        if config.database_url is None:
+            private_file(self.data_dir / "autoinfer.db")  # its -wal and -shm inherit 0600
         self.db = Database(config.database_url or default_url(self.data_dir))
         self.jobs = JobService(self.db)
         self.secrets = Secrets(self.db, load_master_key(self.data_dir))

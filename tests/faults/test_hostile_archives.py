@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from autoinfer.events.model import S3Event, s3_record
+from autoinfer.output_names import key_stem
 from tests.faults.harness import (
     ServiceProcess,
     classify_trigger,
@@ -134,7 +135,7 @@ def test_each_hostile_input_fails_its_job_precisely_and_writes_nothing_outside_i
 
     jobs = {job["name"]: job for job in service.jobs()}
     for name, (_, reason) in inputs.items():
-        job = jobs[name.split(".")[0]]
+        job = jobs[key_stem(f"incoming/{name}", "incoming/")]
         assert job["status"] == "failed", f"{name}: {job['status']}"
         assert reason in job["reason"], f"{name}: {job['reason']}"
         assert job["attempt"] == 1
