@@ -188,6 +188,40 @@ def test_malformed_message_is_kept_recorded_once_and_parked_after_max_receive(
     assert source.stats.rejected == 3  # no longer retried
 
 
+def test_a_message_with_good_and_bad_records_stores_the_good_and_records_the_bad(
+    s3_endpoint: str, sqs_client: Any, queue: str
+) -> None:
+    sink = Sink()
+    source = source_for(s3_endpoint, queue, sink)
+    source.poll_once()  # the TestEvent
+    body = notification("data", "incoming/good.zip")
+    bad = json.loads(json.dumps(body["Records"][0]))
+    bad["s3"]["object"]["size"] = 2**64
+    body["Records"].append(bad)
+    sqs_client.send_message(QueueUrl=queue, MessageBody=json.dumps(body))
+
+    source.poll_once()
+
+    assert [e.key for e in sink.events] == ["incoming/good.zip"]
+    [(name, excerpt, reason)] = sink.rejected
+    assert name == NAME and '"size": 18446744073709551616' in excerpt
+    assert reason.startswith("Records[1].s3.object.size: 18446744073709551616 is more than")
+    assert queue_depth(s3_endpoint, queue) == (0, 0)  # settled: deleted, not looping
+
+
+def test_a_message_nested_too_deeply_is_parked_like_any_unparseable_one(
+    s3_endpoint: str, sqs_client: Any, queue: str
+) -> None:
+    sink = Sink()
+    source = source_for(s3_endpoint, queue, sink, max_receive=1)
+    source.poll_once()  # the TestEvent
+    sqs_client.send_message(QueueUrl=queue, MessageBody="[" * 100_000 + "]" * 100_000)
+
+    poll_until(source, lambda: source.stats.parked == 1)
+
+    assert len(sink.rejected) == 1 and "nested too deeply" in sink.rejected[0][2]
+
+
 def test_redrive_policy_moves_a_malformed_message_to_the_dead_letter_queue(
     s3_endpoint: str, sqs_client: Any
 ) -> None:
