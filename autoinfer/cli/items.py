@@ -16,6 +16,7 @@ from autoinfer.cli.client import (
     print_json,
 )
 from autoinfer.cli.jobs import _find
+from autoinfer.cli.text import neutralise
 
 PAGE = 1000
 
@@ -48,12 +49,13 @@ def items(
     for item in found:
         top = item.get("top") or {}
         if item["status"] == "ok":
-            detail = Text(str(top.get("name", "")))
+            detail = Text(neutralise(top.get("name", "")))
             confidence = f"{top['confidence']:.3f}" if "confidence" in top else ""
         else:
-            detail, confidence = Text(item.get("error") or "", style="red"), ""
+            detail, confidence = Text(neutralise(item.get("error") or ""), style="red"), ""
         colour = "green" if item["status"] == "ok" else "red"
-        table.add_row(Text(item["file"]), Text(item["status"], style=colour), detail, confidence)
+        status_text = Text(neutralise(item["status"]), style=colour)
+        table.add_row(Text(neutralise(item["file"])), status_text, detail, confidence)
     console.print(table)
     counts = (job.dict.get("items") or {}) if hasattr(job, "dict") else {}
     summary = f"{len(found)} of {total} item(s)"

@@ -18,6 +18,7 @@ from autoinfer.cli.client import (
     one_line_errors,
     print_json,
 )
+from autoinfer.cli.text import neutralise
 
 app = typer.Typer(
     help="Completion notifications (webhooks, SQS) and their delivery.", no_args_is_help=True
@@ -54,12 +55,12 @@ def list_notifications(
         table.add_row(
             str(item["id"]),
             str(item["created_at"])[:19].replace("T", " "),
-            Text(item["target"]),
-            item["event_type"],
-            Text(item["job_id"][:12]),
-            Text(item["status"], style=colour),
+            Text(neutralise(item["target"])),
+            Text(neutralise(item["event_type"])),
+            Text(neutralise(item["job_id"][:12])),
+            Text(neutralise(item["status"]), style=colour),
             str(item["attempts"]),
-            Text(detail[:80]),
+            Text(neutralise(detail)[:80]),
         )
     console.print(table)
 
@@ -79,8 +80,10 @@ def redeliver(
         return
     console.print(
         Text(
-            f"notification {item['id']} ({item['event_type']} of job {item['job_id'][:12]}) "
-            f"queued for redelivery to {item['target']}"
+            neutralise(
+                f"notification {item['id']} ({item['event_type']} of job {item['job_id'][:12]}) "
+                f"queued for redelivery to {item['target']}"
+            )
         )
     )
 
