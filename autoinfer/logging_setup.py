@@ -19,6 +19,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
+from autoinfer.untrusted_text import neutralise
+
 LogFormat = Literal["text", "json"]
 FORMATS: tuple[LogFormat, ...] = ("text", "json")
 
@@ -90,7 +92,8 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        line = super().formatMessage(record)
+        # Keys and worker text in a message cannot act on the terminal or forge a line.
+        line = neutralise(super().formatMessage(record))
         context = [
             f"{field.removesuffix('_id')}={value}"
             for field in _CONTEXT_FIELDS

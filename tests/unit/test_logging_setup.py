@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from autoinfer.logging_setup import configure_logging, log_context
+from autoinfer.logging_setup import configure_logging, log_context, make_formatter
 from autoinfer.secrets import MASK, Redactor, install_log_redaction
 
 
@@ -125,3 +125,11 @@ def test_configuring_twice_keeps_one_handler_and_the_root_filters(captured) -> N
         assert len(ours) == 1 and marker in root.filters
     finally:
         root.removeFilter(marker)
+
+
+def test_text_log_lines_show_escape_sequences_and_newlines_inert() -> None:
+    record = logging.LogRecord(
+        "autoinfer.pipeline", logging.INFO, __file__, 1, "key %s", ("a\x1b[2Jb\nforged",), None
+    )
+    line = make_formatter("text").format(record)
+    assert line.endswith("key a\\x1b[2Jb\\x0aforged")
