@@ -8,11 +8,13 @@ pieces of at most the cap, keeps the first MAX_LINE_BYTES of each line and count
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
 #: The most bytes (UTF-8) of one log line that are kept.
 MAX_LINE_BYTES = 16 * 1024
+_MARKED = re.compile(r"… \[cut: \d+ bytes\]\n?$")
 
 
 def cut_marker(dropped: int) -> str:
@@ -25,8 +27,8 @@ def cap_line(line: str, limit: int = MAX_LINE_BYTES) -> str:
     if len(line) <= limit // 4:  # fast path: no character is more than 4 bytes
         return line
     encoded = line.encode("utf-8", errors="surrogatepass")
-    if len(encoded) <= limit:
-        return line
+    if len(encoded) <= limit or (len(encoded) <= limit + 64 and _MARKED.search(line)):
+        return line  # short enough, or cut already (by `read_lines`)
     kept = encoded[:limit].decode("utf-8", errors="ignore")
     return kept + cut_marker(len(encoded) - len(kept.encode("utf-8", errors="surrogatepass")))
 

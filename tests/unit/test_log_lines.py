@@ -29,3 +29,9 @@ def test_cap_line_cuts_on_a_character_boundary() -> None:
     kept, marker = cut.split("…")
     assert kept == "é" * (MAX_LINE_BYTES // 2)
     assert marker == f" [cut: {MAX_LINE_BYTES} bytes]"
+
+
+def test_a_line_cut_while_read_is_not_cut_again_when_stored() -> None:
+    [line] = read_lines(io.BytesIO(b"z" * (MAX_LINE_BYTES + 100)))
+    assert cap_line(line.rstrip("\n")) == line.rstrip("\n")
+    assert line.endswith("… [cut: 100 bytes]\n")
