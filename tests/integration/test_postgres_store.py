@@ -182,3 +182,38 @@ def test_keys_and_secrets_work_on_postgresql(pg_url: str) -> None:
     secrets = Secrets(db, Fernet(Fernet.generate_key()))
     secrets.set("minio", "AKIA:secret")
     assert secrets.resolve("minio") == "AKIA:secret"
+
+
+def test_record_fields_at_the_column_limits_are_stored_and_past_them_rejected_by_name(
+    pg_url: str,
+) -> None:
+    from autoinfer.events.model import (
+        MAX_BUCKET_CHARS,
+        MAX_ETAG_CHARS,
+        MAX_EVENT_NAME_CHARS,
+        MAX_SEQUENCER_CHARS,
+        MAX_VERSION_ID_CHARS,
+        parse_notification,
+    )
+
+    def record(extra: int) -> dict[str, Any]:
+        return {
+            "eventName": "ObjectCreated:" + "P" * (MAX_EVENT_NAME_CHARS - 14 + extra),
+            "eventTime": "2026-11-24T10:00:00Z",
+            "s3": {
+                "bucket": {"name": "b" * (MAX_BUCKET_CHARS + extra)},
+                "object": {
+                    "key": "k" * 1024,
+                    "size": 2**63 - 1 + extra,
+                    "eTag": "e" * (MAX_ETAG_CHARS + extra),
+                    "versionId": "v" * (MAX_VERSION_ID_CHARS + extra),
+                    "sequencer": "s" * (MAX_SEQUENCER_CHARS + extra),
+                },
+            },
+        }
+
+    notification = parse_notification({"Records": [record(0), record(1)]})
+    [stored] = Inbox(Database(pg_url)).record(notification.events, "webhook:pg")
+    assert stored.size == 2**63 - 1 and len(stored.version_id or "") == MAX_VERSION_ID_CHARS
+    [rejected] = notification.rejected
+    assert rejected.index == 1 and rejected.reason.startswith("Records[1].eventName: 101 char")
