@@ -9,11 +9,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from autoinfer.environments.settings import EnvironmentsConfig
 from autoinfer.api.limits import LimitsConfig
+from autoinfer.environments.settings import EnvironmentsConfig
 from autoinfer.errors import ConfigError
 from autoinfer.jobs.spec import describe_validation_error
 from autoinfer.notifications.config import NotificationTarget
+from autoinfer.sandbox.settings import SandboxConfig
 
 ENV_PREFIX = "AUTOINFER_"
 
@@ -167,6 +168,13 @@ class Config(_Strict):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     # Request limits: body caps, timeouts, follow streams (autoinfer.api.limits).
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    # How worker commands are isolated: `bwrap` (default) or `none` (autoinfer.sandbox).
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    # Folders (besides local stores' roots) that jobs' local paths may name on a secure
+    # service; data_dir never (autoinfer.sandbox.admission).
+    allowed_paths: list[Path] = Field(default_factory=list)
+    # The least key role that may create jobs with worker commands: submit, code or admin.
+    worker_commands_role: Literal["submit", "code", "admin"] = "submit"
     insecure: bool = False
     # The API key the service accepts (besides keys created later); "secret:NAME" allowed.
     api_key: str | None = None

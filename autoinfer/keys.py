@@ -37,13 +37,16 @@ class Role(StrEnum):
 
     READ = "read"  # list and view
     SUBMIT = "submit"  # also create, stop and retry jobs, post events
+    # Also jobs that run worker commands, where `worker_commands_role: code` asks for it
+    # (autoinfer.sandbox.admission); otherwise the same as submit.
+    CODE = "code"
     ADMIN = "admin"  # also keys, secrets and trigger changes
 
     def allows(self, needed: Role) -> bool:
         return _RANK[self] >= _RANK[needed]
 
 
-_RANK = {Role.READ: 0, Role.SUBMIT: 1, Role.ADMIN: 2}
+_RANK = {Role.READ: 0, Role.SUBMIT: 1, Role.CODE: 2, Role.ADMIN: 3}
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _ADMIN_PREFIXES = ("/v1/keys", "/v1/secrets")  # every method, reads included
 _ADMIN_WRITE_PREFIXES = ("/v1/triggers",)  # changes only; listing triggers is a read

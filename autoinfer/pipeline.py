@@ -26,6 +26,7 @@ from autoinfer.events.watch import WatchSource
 from autoinfer.events.webhook import WebhookSource
 from autoinfer.inbox import Dispatch, EventRecord, Inbox, Outcome, Settlement, SourceCursor
 from autoinfer.jobs.service import JobService, NewJob, deterministic_job_id
+from autoinfer.jobs.spec import JobSpec
 from autoinfer.logging_setup import log_context
 from autoinfer.storage.registry import StorageRegistry
 from autoinfer.trigger_guards import check_buckets, check_loops
@@ -59,8 +60,12 @@ class EventPipeline:
         on_jobs_created: Callable[[], None] | None = None,
         resolve_secret: Callable[[str], str] | None = None,
         settle_s: float | None = None,
+        admit: Callable[[JobSpec], None] | None = None,
     ) -> None:
         self.config = config
+        # Checks a rule's job before it is created (autoinfer.sandbox.admission: confined
+        # local paths); raises AutoInferError, which becomes the event's dispatch error.
+        self.admit = admit
         self.db = db
         self.jobs = jobs
         self.storage = storage
@@ -253,6 +258,8 @@ class EventPipeline:
         """The job a rule makes of the event, or the dispatch saying why it cannot."""
         try:
             spec = trigger.render(event, locator)
+            if self.admit is not None:
+                self.admit(spec)
         except AutoInferError as error:
             log.warning("event %s: trigger %s: %s", record.id, trigger.name, error)
             return Dispatch(trigger.name, error=str(error))

@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,10 +31,22 @@ from autoinfer.errors import (
 from autoinfer.gallery import Gallery, Thumbnails
 from autoinfer.item_results import AttemptItems, ItemSink
 from autoinfer.jobs.records import JobRecord
+from autoinfer.log_lines import cap_line, read_lines
 from autoinfer.jobs.service import JobResult, JobService
 from autoinfer.jobs.spec import JobSpec, Status, safe_file_name
-from autoinfer.log_lines import cap_line, read_lines
+from autoinfer.resume import checkpoint_folder, classify_resuming, discard
 from autoinfer.retrying import retry_transient
+from autoinfer.sandbox import (
+    BaseInterpreter,
+    PathPolicy,
+    PythonEnvironment,
+    Sandbox,
+    SandboxConfig,
+    SandboxUnavailable,
+    WorkerRun,
+    inherited,
+    make_sandbox,
+)
 from autoinfer.storage import StorageRegistry, join_uri
 from autoinfer.storage.archives import ArchiveLimits, archive_kind, extract, make_zip
 from autoinfer.storage.budget import ByteBudget
@@ -46,7 +57,6 @@ if TYPE_CHECKING:
 
 GIB = 1024**3
 T = TypeVar("T")
-SERVICE_ONLY_ENV = ("AUTOINFER_", "TRAINML_", "AWS_")
 KILL_GRACE_S = 5.0
 PROGRESS_EVERY_S = 0.25  # a running job's images done/total is stored at most this often
 LOG_FLUSH_S = 0.5  # buffered log lines reach the store at least this often
@@ -152,6 +162,9 @@ class RunnerContext:
     items: ItemSink | None = None  # per-item results (None: not recorded, e.g. on a Ray node)
     # Per-model Python environments (None: worker commands get the base interpreter).
     environments: EnvironmentManager | None = None
+    # How worker commands are isolated, and where local paths may lie (None: anywhere).
+    sandbox: Sandbox = field(default_factory=lambda: make_sandbox(SandboxConfig()))
+    paths: PathPolicy | None = None
 
 
 class Runner:
@@ -190,6 +203,7 @@ class Runner:
         self._timer.start()
         try:
             self.log.system(f"attempt {self.job.attempt} started on {self.owner}")
+            self._check_sandbox()
             self._move(Status.WAITING_DOWNLOAD)
             self._prepare_folders()
             self._stage_in()
@@ -204,11 +218,11 @@ class Runner:
             return self._end(Status.FINISHED, None, JobResult(location, model_info))
         except JobStopped:
             return self._end_cancelled()
-        except (ArchiveError, InputRejected) as error:
+        except (ArchiveError, InputRejected, SandboxUnavailable) as error:
             if self.cancellation.is_set:
                 return self._end_cancelled()
-            # A corrupt, hostile or oversized input stays what it is: another attempt would
-            # only repeat the failure.
+            # A corrupt, hostile or oversized input stays what it is, and so does a missing
+            # sandbox: another attempt would only repeat the failure.
             return self._end(Status.FAILED, one_line(str(error)), retry=False)
         except AutoInferError as error:
             if self.cancellation.is_set:
@@ -309,6 +323,8 @@ class Runner:
     # --- stage in -----------------------------------------------------------------------
 
     def _stage_in(self) -> None:
+        if self.ctx.paths is not None:  # checked at creation; again now, symlinks may have moved
+            self.ctx.paths.check_spec(self.spec)
         uri = self.spec.data.input_uri
         self.log.system(f"downloading input {uri}")
         self._fetch(uri, self.data_dir, what="input")
@@ -445,9 +461,10 @@ class Runner:
 
     def job_environment(self) -> dict[str, str]:
         """The process environment of a worker command (DESIGN.md's job environment)."""
-        # The service's own settings and cloud credentials stay with the service: a job gets
-        # only what its spec gives it (env values, secrets), so it reads only its inputs.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(SERVICE_ONLY_ENV)}
+        # An allow-list (autoinfer.sandbox.environ): the job's own variables, the locale, and
+        # the sandbox's PATH (its environment's `bin/` first, else the base interpreter's, never
+        # the service's venv) and HOME; nothing else of the service's environment.
+        env = {**inherited(os.environ), **self.ctx.sandbox.base_environment(self._python())}
         paths = {
             "DATA_PATH": str(self.data_dir),
             "OUTPUT_PATH": str(self.output_dir),
@@ -460,9 +477,6 @@ class Runner:
         env["AUTOINFER_JOB_NAME"] = self.job.name
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.gpus.environment() if self.gpus is not None else {})
-        # `python` in a worker command means the interpreter autoinfer runs on.
-        bin_dir = self.environment.bin_dir if self.environment else Path(sys.executable).parent
-        env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
         if self.environment is not None:
             env["VIRTUAL_ENV"] = str(self.environment.root)
         for variable in self.spec.environment.env:
@@ -474,8 +488,7 @@ class Runner:
     def _run_command(self, command: str) -> None:
         self.log.system(f"$ {command}")
         process = subprocess.Popen(
-            command,
-            shell=True,
+            self.ctx.sandbox.argv(self._worker_run(command)),
             cwd=self.model_dir,
             env=self.job_environment(),
             stdin=subprocess.DEVNULL,
@@ -504,6 +517,30 @@ class Runner:
                 + self._last_error_line()
             )
 
+    def _check_sandbox(self) -> None:
+        """Fail at once, before any download, when worker commands cannot run here."""
+        problem = None if runs_in_predictor_pool(self.job.spec) else self.ctx.sandbox.problem()
+        if problem is not None:
+            raise SandboxUnavailable(problem)
+
+    def _python(self) -> PythonEnvironment:
+        return self.environment if self.environment is not None else BaseInterpreter()
+
+    def _worker_run(self, command: str) -> WorkerRun:
+        """`command` with what its sandbox shows it: the job's folders, Python, GPUs, network."""
+        devices = self.gpus.device_paths() if self.gpus is not None else []
+        return WorkerRun(
+            command,
+            self.workdir,
+            self.data_dir,
+            self.output_dir,
+            self.model_dir,
+            python=self._python(),
+            network=self.spec.environment.network,
+            devices=tuple(Path(device) for device in devices),
+            tmp_bytes=self.spec.resources.disk_size * GIB,
+        )
+
     def _pump(self, pipe, stream: str) -> None:  # type: ignore[no-untyped-def]
         for line in read_lines(pipe):  # a huge line is cut as it is read, never held whole
             self.log.write(stream, line)
@@ -523,6 +560,8 @@ class Runner:
         """Upload the output; retried through a transient store outage until the job's timeout
         (output names are deterministic and the zip byte-identical, so a repeat overwrites)."""
         data = self.spec.data
+        if self.ctx.paths is not None:  # the output folder may have become a symlink meanwhile
+            self.ctx.paths.check_spec(self.spec)
         storage = self.ctx.storage.for_uri(data.output_uri)
         if not storage.writable:
             raise StorageError(f"{data.output_uri}: this storage cannot be written to")

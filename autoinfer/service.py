@@ -21,11 +21,12 @@ from autoinfer.jobs.items import JobItems
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import JobService, deterministic_job_id
 from autoinfer.jobs.spec import JobSpec
-from autoinfer.keys import Keys
+from autoinfer.keys import Keys, Principal
 from autoinfer.notifications.service import Notifications
 from autoinfer.overview import SAMPLE_S, OverviewHistory
 from autoinfer.retention import RetentionSweep
 from autoinfer.runner import RunnerContext
+from autoinfer.sandbox import admission_for, make_sandbox
 from autoinfer.secrets import Secrets, install_log_redaction, load_master_key
 from autoinfer.storage import open_registry
 
@@ -47,6 +48,9 @@ class AutoInferService:
         self.secrets = Secrets(self.db, load_master_key(self.data_dir))
         install_log_redaction(self.secrets.redactor)
         self.storage = open_registry(config, self.resolve_secret)
+        # Worker commands' isolation, and what a job must pass to be created (both: sandbox/).
+        self.sandbox = make_sandbox(config.sandbox)
+        self.admission = admission_for(config, self.storage, insecure=self.insecure)
         self.notifications = Notifications.from_config(config, self.db, self.resolve_secret)
         if self.notifications.enabled:  # the outbox row commits with the job's end
             self.jobs.add_terminal_hook(self.notifications.outbox.enqueue)
@@ -67,6 +71,8 @@ class AutoInferService:
             gallery=Gallery(self.data_dir / "gallery"),
             items=self.items,
             environments=self.environments,
+            sandbox=self.sandbox,
+            paths=self.admission.paths,
         )
         self.executor: Executor = self._make_executor()
         self._housekeeping_stop = threading.Event()
@@ -101,6 +107,7 @@ class AutoInferService:
             api_url_getter=lambda: self.url,
             on_jobs_created=self.executor.wake,
             resolve_secret=self.resolve_secret,
+            admit=self.admission.paths.check_spec if self.admission.paths else None,
         )
         self._started = False
 
@@ -116,6 +123,7 @@ class AutoInferService:
         self.notifications.start()
         self.housekeeping.start()
         log.info("autoinfer service started (data in %s)", self.data_dir)
+        self._log_sandbox()
 
     def stop(self, grace_s: float | None = None) -> None:
         """Stop taking work; running jobs get `grace_s` (default `executor.grace_s`) to finish,
@@ -193,7 +201,17 @@ class AutoInferService:
 
     # --- jobs ---------------------------------------------------------------------------
 
-    def create_job(self, spec: JobSpec, *, idempotency_key: str | None = None, source: str = "api") -> tuple[JobRecord, bool]:
+    def create_job(
+        self,
+        spec: JobSpec,
+        *,
+        idempotency_key: str | None = None,
+        source: str = "api",
+        principal: Principal | None = None,
+    ) -> tuple[JobRecord, bool]:
+        """Create (or, with a used `idempotency_key`, find) a job; 403/422 first if the
+        service's admission refuses it for `principal` (autoinfer.sandbox.admission)."""
+        self.admission.check(spec, principal)
         job_id = deterministic_job_id("api", idempotency_key) if idempotency_key else None
         job, created = self.jobs.create(spec, job_id=job_id, source=source)
         if not created and idempotency_key and job.spec != spec.model_dump(mode="json"):
@@ -204,6 +222,16 @@ class AutoInferService:
         if created:
             self.executor.wake()
         return job, created
+
+    def _log_sandbox(self) -> None:
+        """Say how worker commands will run: warned about when unsandboxed or impossible."""
+        problem = self.sandbox.problem()
+        if self.sandbox.kind == "none":
+            log.warning("%s", self.sandbox.describe())
+        elif problem is not None:
+            log.warning("jobs with worker commands will fail: %s", problem)
+        else:
+            log.info("%s", self.sandbox.describe())
 
     def stop_job(self, job_id: str) -> JobRecord:
         job = self.jobs.request_stop(job_id)

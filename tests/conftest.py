@@ -60,6 +60,10 @@ def make_config(tmp_path: Path, model_cache: Path) -> Callable[..., Config]:
             "data_dir": tmp_path / "service",
             "cache_dir": model_cache,
             "executor": ExecutorConfig(max_jobs=2, lease_s=5),
+            # Jobs of a secure service may name local paths only where allowed: the test's
+            # own folder (its data_dir inside stays off limits), the seed data, and
+            # /nonexistent, where specs that are never meant to run point.
+            "allowed_paths": [tmp_path, DATA, Path("/nonexistent")],
         }
         values.update(overrides)
         return Config(**values)  # type: ignore[arg-type]

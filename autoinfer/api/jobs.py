@@ -46,7 +46,11 @@ def create_job(
 ) -> JobRecord:
     """Create a job from a job spec. With `Idempotency-Key`, repeating the call is a no-op."""
     spec = parse_spec(payload)
-    job, _ = _service(request).create_job(spec, idempotency_key=idempotency_key)
+    job, _ = _service(request).create_job(
+        spec,
+        idempotency_key=idempotency_key,
+        principal=getattr(request.state, "principal", None),
+    )
     return job
 
 

@@ -67,6 +67,7 @@ class Doctor:
     def run(self) -> Iterator[Finding]:
         yield from self.check_database()
         yield from self.check_data_dir()
+        yield from self.check_sandbox()
         if not (yield from self.check_config()):
             return
         yield from self.check_local_stores()
@@ -145,6 +146,21 @@ class Doctor:
             )
         else:
             yield ok(f"data_dir {data_dir}: disk has {space.describe()}")
+
+    def check_sandbox(self) -> Iterator[Finding]:
+        """Worker commands can run as configured: bwrap starts a sandbox (a real `true` run
+        the way jobs run), or the configuration opted out with `sandbox: none`."""
+        from autoinfer.sandbox import make_sandbox
+
+        sandbox = make_sandbox(self.config.sandbox)
+        if sandbox.kind == "none":
+            yield ok(f"warning: {sandbox.describe()}")
+            return
+        failure = sandbox.self_test()
+        if failure is not None:
+            yield problem(f"sandbox: {failure}")
+        else:
+            yield ok(f"{sandbox.describe()}: a test command ran")
 
     # --- the configuration as a whole ----------------------------------------------------
 

@@ -55,9 +55,11 @@ def service_config(
     sources: list[dict[str, Any]] | None = None,
     executor: dict[str, Any] | None = None,
     limits: dict[str, Any] | None = None,
+    sandbox: str | None = None,
 ) -> dict[str, Any]:
     """An autoinfer.yaml for a service in `workdir`: a local store `buckets/`, a webhook source
-    with WEBHOOK_TOKEN, the bootstrap key API_KEY and the given triggers."""
+    with WEBHOOK_TOKEN, the bootstrap key API_KEY and the given triggers; jobs may name local
+    paths anywhere in `workdir` (but its data folder)."""
     return {
         "data_dir": str(workdir / "service"),
         "cache_dir": str(cache_dir),
@@ -68,6 +70,8 @@ def service_config(
         "triggers": triggers,
         "executor": {"type": "local", "max_jobs": 4, "lease_s": 3, **(executor or {})},
         **({"limits": limits} if limits else {}),
+        "allowed_paths": [str(workdir)],
+        **({"sandbox": sandbox} if sandbox else {}),
     }
 
 

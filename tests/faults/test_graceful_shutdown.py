@@ -27,6 +27,9 @@ out = pathlib.Path(os.environ["AUTOINFER_OUTPUT_PATH"]) / "result.txt"
 out.write_text(f"done in run {runs + 1}\\n")
 """
 
+# The worker leaves a mark per attempt in a host folder: outside what a sandbox would show it.
+UNSANDBOXED = "none"
+
 
 def slow_job(tmp_path: Path, work_s: float) -> dict[str, Any]:
     """A job spec running WORKER over a one-file input, output to the local store."""
@@ -91,7 +94,7 @@ def start_slow_job(service: ServiceProcess, tmp_path: Path, work_s: float) -> st
 def test_sigterm_lets_the_running_job_finish_within_the_grace_period(
     serve: Callable[..., ServiceProcess], tmp_path: Path
 ) -> None:
-    service = serve(triggers=[], executor={"grace_s": 60})
+    service = serve(triggers=[], executor={"grace_s": 60}, sandbox=UNSANDBOXED)
     job_id = start_slow_job(service, tmp_path, work_s=3)
 
     assert service.terminate() in (0, -signal.SIGTERM)
@@ -105,7 +108,7 @@ def test_sigterm_lets_the_running_job_finish_within_the_grace_period(
 def test_sigterm_hands_back_a_job_still_running_after_a_tiny_grace_period(
     serve: Callable[..., ServiceProcess], tmp_path: Path
 ) -> None:
-    service = serve(triggers=[], executor={"grace_s": 0.5})
+    service = serve(triggers=[], executor={"grace_s": 0.5}, sandbox=UNSANDBOXED)
     job_id = start_slow_job(service, tmp_path, work_s=600)
     follower = follow_logs(service, job_id)  # an open stream must not hold the shutdown up
 

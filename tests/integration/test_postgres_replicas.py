@@ -172,6 +172,9 @@ class Cluster:
                 }
             ],
             "executor": {"max_jobs": 4, "lease_s": LEASE_S},
+            "allowed_paths": [str(self.root)],
+            # Every job appends to one ledger file on the host: outside what a sandbox shows.
+            "sandbox": "none",
         }
 
     def _make_input(self, index: int) -> dict[str, Any]:

@@ -4,6 +4,7 @@ import os
 import subprocess
 import textwrap
 import time
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -122,12 +123,13 @@ def test_timeout_fails_the_job(api: RunningService, seed_zip: Path, tmp_path: Pa
 
 
 def test_stop_while_running_ends_stopped_with_the_process_tree_gone(api: RunningService, seed_zip: Path, tmp_path: Path) -> None:
-    pid_file = tmp_path / "pids"
+    # The worker runs in its own PID namespace (the sandbox), so it cannot tell its host pids:
+    # its processes are found from outside by a marker on their command lines.
+    marker = f"stop-test-{uuid.uuid4().hex}"
     script = textwrap.dedent(
-        f"""
-        import os, subprocess, sys, time
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-        open({str(pid_file)!r}, "w").write(f"{{os.getpid()}} {{child.pid}}")
+        """
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", sys.argv[1]])
         print("started", flush=True)
         time.sleep(300)
         """
@@ -135,18 +137,33 @@ def test_stop_while_running_ends_stopped_with_the_process_tree_gone(api: Running
     client = api.client()
     model = make_model(tmp_path / "model", script)
     job = client.jobs.create_from_spec(
-        spec("stoppable", str(seed_zip), str(tmp_path / "out"), {"source_type": "local", "source_uri": str(model)}, ["python predict.py"])
+        spec("stoppable", str(seed_zip), str(tmp_path / "out"), {"source_type": "local", "source_uri": str(model)}, [f"python predict.py {marker}"])
     )
     deadline = time.monotonic() + 60
-    while not pid_file.exists() or not pid_file.read_text().strip():
+    while "started" not in [line["line"] for line in job.logs()] or len(_marked(marker)) < 2:
         assert time.monotonic() < deadline, "the worker never started"
         time.sleep(0.05)
-    pids = [int(p) for p in pid_file.read_text().split()]
+    pids = _marked(marker)
     job.stop()
     result = wait_terminal(client, job.id)
     assert result["status"] == "stopped"
     for pid in pids:
         assert not _alive(pid), f"process {pid} survived the stop"
+    assert _marked(marker) == []
+
+
+def _marked(marker: str) -> list[int]:
+    """Host pids of the live processes whose command line holds `marker`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker.encode() in (entry / "cmdline").read_bytes() and _alive(int(entry.name)):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
 
 
 def _alive(pid: int) -> bool:

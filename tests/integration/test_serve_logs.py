@@ -36,6 +36,7 @@ def test_json_logs_name_the_event_and_the_job_they_are_about(tmp_path: Path) -> 
                 },
             }
         ],
+        "allowed_paths": [str(tmp_path)],
     }
     config = tmp_path / "autoinfer.yaml"
     config.write_text(yaml.safe_dump(settings))
