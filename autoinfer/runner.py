@@ -34,7 +34,6 @@ from autoinfer.jobs.records import JobRecord
 from autoinfer.log_lines import cap_line, read_lines
 from autoinfer.jobs.service import JobResult, JobService
 from autoinfer.jobs.spec import JobSpec, Status, safe_file_name
-from autoinfer.resume import checkpoint_folder, classify_resuming, discard
 from autoinfer.retrying import retry_transient
 from autoinfer.sandbox import (
     BaseInterpreter,
