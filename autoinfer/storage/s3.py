@@ -273,12 +273,14 @@ class S3Storage(Storage):
                 return target
         prefix = prefix_of(key)
         count = 0
-        for info in self.list(uri):
+        # With a budget, the whole listing is summed before the first object is fetched.
+        infos = self.list(uri) if budget is None else list(self.list(uri))
+        if budget is not None:
+            budget.check_declared(uri, sum(info.size for info in infos))
+        for info in infos:
             relative = PurePosixPath(info.key)
             if relative.is_absolute() or ".." in relative.parts:
                 raise StorageError(f"{info.uri}: the key would leave the destination folder")
-            if budget is not None:
-                budget.check_declared(info.uri, info.size)
             target = dest.joinpath(*relative.parts)
             self._download_file(info.uri, bucket, prefix + info.key, target, budget)
             count += 1

@@ -118,7 +118,10 @@ def test_s3_object_and_prefix_sizes_are_checked_before_fetching(
     with pytest.raises(InputRejected, match=r"s3://data/in/0.bin is 1.0 MiB, more than"):
         storage.download("s3://data/in/0.bin", tmp_path / "one", budget(MIB - 1))
     limit = budget(2 * MIB + 10)
-    with pytest.raises(InputRejected, match=r"s3://data/in/2.bin is 1.0 MiB, more than"):
+    with pytest.raises(InputRejected, match=r"s3://data/in/ is 3.0 MiB, more than"):
         storage.download("s3://data/in/", tmp_path / "prefix", limit)
-    assert limit.used == 2 * MIB  # two objects fetched and counted, the third never asked for
-    assert sorted(os.listdir(tmp_path / "prefix")) == ["0.bin", "1.bin"]
+    assert limit.used == 0 and not (tmp_path / "prefix").exists()  # nothing fetched
+    fits = budget(3 * MIB)
+    storage.download("s3://data/in/", tmp_path / "fits", fits)
+    assert fits.used == 3 * MIB  # counted while copying
+    assert sorted(os.listdir(tmp_path / "fits")) == ["0.bin", "1.bin", "2.bin"]
