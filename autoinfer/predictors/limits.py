@@ -4,9 +4,10 @@ decoding, and an address-space bound on each worker process.
 Pillow refuses images over ~179 MP outright and only warns above ~89 MP; a 13000×13000 PNG of
 half a megabyte sits under both and takes a worker ~2.3 GB to decode. The cap (default 40 MP,
 `predictors.max_image_pixels`) turns such an image into its own `error` prediction before a
-pixel is decoded. The memory bound (`predictors.worker_memory_mb`, RLIMIT_DATA) is the second
-line: an allocation past it fails with MemoryError inside that image's decode, which is again
-that image's error, instead of the kernel killing the worker with the whole batch.
+pixel is decoded. The memory bound (`predictors.worker_memory_mb`, RLIMIT_DATA, set once the
+model is loaded) is the second line: an allocation past it fails with MemoryError inside that
+image's decode, which is again that image's error, instead of the kernel killing the worker
+with the whole batch.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ log = logging.getLogger("autoinfer.predictors")
 DEFAULT_MAX_PIXELS = 40_000_000
 #: Each predictor worker process's data segment limit (heap and private mappings), in MiB.
 DEFAULT_WORKER_MEMORY_MB = 4096
+#: Room left above what a loaded model uses, whatever the configured limit.
+MIN_HEADROOM_MB = 256
 
 
 class TooManyPixels(ValueError):
@@ -55,14 +58,24 @@ def bomb_reason(error: Exception, max_pixels: int) -> str:
 
 
 def limit_worker(max_pixels: int, megabytes: int | None) -> None:
-    """In a predictor worker process: Pillow's own bomb check moved up to the cap when the cap
-    is above it (its warning an error), and the data segment (RLIMIT_DATA) bounded to
-    `megabytes` (None: unbounded)."""
+    """In a predictor worker process whose model is loaded: Pillow's own bomb check moved up
+    to the cap when the cap is above it (its warning an error), and the data segment
+    (RLIMIT_DATA) bounded to `megabytes` (None: unbounded), but never below what the loaded
+    model already uses plus MIN_HEADROOM_MB (a big model keeps room to work)."""
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, max_pixels)
     warnings.simplefilter("error", Image.DecompressionBombWarning)
     if megabytes is None:
         return
     limit = megabytes * 1024 * 1024
+    in_use = _data_in_use()
+    if in_use + MIN_HEADROOM_MB * 1024 * 1024 > limit:
+        limit = in_use + MIN_HEADROOM_MB * 1024 * 1024
+        log.warning(
+            "predictor worker: the model uses %d MiB; memory limit raised from %d to %d MiB",
+            in_use >> 20,
+            megabytes,
+            limit >> 20,
+        )
     try:
         _, hard = resource.getrlimit(resource.RLIMIT_DATA)
         if hard != resource.RLIM_INFINITY:
@@ -70,6 +83,18 @@ def limit_worker(max_pixels: int, megabytes: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
     except (ValueError, OSError) as error:  # not permitted here: run without the bound
         log.warning("predictor worker: cannot limit memory to %d MiB: %s", megabytes, error)
+
+
+def _data_in_use() -> int:
+    """This process's data segment now (VmData), in bytes; 0 when it cannot be read."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmData:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _megapixels(pixels: int) -> str:

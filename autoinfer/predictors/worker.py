@@ -175,7 +175,6 @@ def serve(
     None) per image]) or ("error", reason); None or a closed pipe ends it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    limit_worker(max_pixels, memory_mb)  # one image cannot take the batch down with it
     from autoinfer.predictors.zoo import load_classifier
 
     try:
@@ -186,6 +185,9 @@ def serve(
     except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("error", f"{source}: {type(error).__name__}: {error}"))
         return
+    # Once the model is loaded (an export may need more): one image cannot take the batch
+    # down with it.
+    limit_worker(max_pixels, memory_mb)
     conn.send(("ready", classifier.info, classifier.preprocessing))
     while True:
         try:
