@@ -30,7 +30,9 @@ class ByteBudget:
     """How many bytes a download may write in all. `label` names what is downloaded (`input`),
     `limit_text` the limit in the user's words (`the job's disk_size of 1 GiB`)."""
 
-    def __init__(self, limit: int, *, label: str = "download", limit_text: str | None = None) -> None:
+    def __init__(
+        self, limit: int, *, label: str = "download", limit_text: str | None = None
+    ) -> None:
         self.limit = limit
         self.label = label
         self.limit_text = limit_text or format_size(limit)
