@@ -47,7 +47,9 @@ class Housekeeping:
             return
         self.stopping.clear()
         self.schedule()
-        self._thread = threading.Thread(target=self._loop, name="autoinfer-housekeeping", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="autoinfer-housekeeping", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -71,7 +73,9 @@ class Housekeeping:
             try:
                 task.run()
             except Exception:  # one failing task must not stop the others or the thread
-                log.exception("housekeeping task %s failed; it runs again in %.0f s", task.name, task.every_s)
+                log.exception(
+                    "housekeeping task %s failed; it runs again in %.0f s", task.name, task.every_s
+                )
             self._due[task.name] = self.clock() + task.every_s
             ran.append(task.name)
         return ran

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import func, select
@@ -158,7 +159,7 @@ def _per_minute(samples: list[Sample], now: datetime, minutes: int) -> list[dict
     current = now.replace(second=0, microsecond=0)
     starts = [current - timedelta(minutes=minutes - 1 - i) for i in range(minutes)]
     buckets = {start: {"finished": 0, "failed": 0} for start in starts}
-    for previous, sample in zip(samples, samples[1:], strict=False):
+    for previous, sample in pairwise(samples):
         bucket = buckets.get(sample.at.replace(second=0, microsecond=0))
         if bucket is not None:
             bucket["finished"] += max(0, sample.finished - previous.finished)

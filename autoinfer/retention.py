@@ -170,9 +170,7 @@ class RetentionSweep:
             with self.db.connection() as connection:
                 live = set(
                     connection.scalars(
-                        select(JobRow.id).where(
-                            JobRow.id.in_(batch), JobRow.status.not_in(ENDED)
-                        )
+                        select(JobRow.id).where(JobRow.id.in_(batch), JobRow.status.not_in(ENDED))
                     )
                 )
             for job_id in batch:
@@ -234,4 +232,3 @@ def _delete_with_children(
         for column in columns:
             connection.execute(delete(table).where(table.c[column].in_(ids)))
     connection.execute(delete(parent).where(parent.c.id.in_(ids)))
-

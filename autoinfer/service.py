@@ -10,11 +10,11 @@ from pathlib import Path
 
 from autoinfer.config import Config
 from autoinfer.db import Database, default_url
+from autoinfer.disk_usage import DataDirUsage
+from autoinfer.environments import EnvironmentManager
 from autoinfer.errors import AuthError, Conflict
 from autoinfer.executors import Executor, LocalExecutor
 from autoinfer.file_modes import private_file, secure_data_dir
-from autoinfer.disk_usage import DataDirUsage
-from autoinfer.environments import EnvironmentManager
 from autoinfer.gallery import Gallery
 from autoinfer.housekeeping import Housekeeping, PeriodicTask
 from autoinfer.jobs.items import JobItems

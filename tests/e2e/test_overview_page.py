@@ -26,7 +26,9 @@ TRIGGER = TriggerConfig(
 
 def chart(page: Any, name: str) -> dict[str, str | None]:
     figure = page.locator(f"#chart-{name}")
-    return {key: figure.get_attribute(f"data-{key}") for key in ("points", "path", "peak", "latest")}
+    return {
+        key: figure.get_attribute(f"data-{key}") for key in ("points", "path", "peak", "latest")
+    }
 
 
 def test_the_overview_charts_move_while_a_burst_of_uploads_runs(

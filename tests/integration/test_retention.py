@@ -75,7 +75,9 @@ def _count(db: Database, column, *where) -> int:  # type: ignore[no-untyped-def]
         return session.scalar(select(func.count(column)).where(*where)) or 0
 
 
-def _sweep(world_db: Database, gallery: Gallery, clock: Callable[[], datetime], **days: float) -> RetentionSweep:
+def _sweep(
+    world_db: Database, gallery: Gallery, clock: Callable[[], datetime], **days: float
+) -> RetentionSweep:
     config = RetentionConfig(**{"batch_size": 2, **days})  # tiny batches: several per sweep
     return RetentionSweep(world_db, gallery, config, clock=clock)
 
@@ -99,7 +101,15 @@ def test_expired_ended_jobs_go_with_their_logs_and_galleries_and_live_work_stays
     _save_gallery(gallery, recent.id, tmp_path, age=timedelta(0))
 
     # Thirty days after `middle`, with jobs kept 30 days: what ended before `middle` goes.
-    sweep = _sweep(db, gallery, lambda: middle + 30 * DAY, jobs_days=30, logs_days=0, gallery_days=0, events_days=0)
+    sweep = _sweep(
+        db,
+        gallery,
+        lambda: middle + 30 * DAY,
+        jobs_days=30,
+        logs_days=0,
+        gallery_days=0,
+        events_days=0,
+    )
     report = sweep.run()
 
     assert report.jobs == len(old)
@@ -132,7 +142,15 @@ def test_logs_and_galleries_expire_before_the_job_records(tmp_path: Path) -> Non
     _after(middle)
     recent = _ended(jobs, lines=2)
 
-    sweep = _sweep(db, gallery, lambda: middle + 2 * DAY, jobs_days=30, logs_days=2, gallery_days=7, events_days=0)
+    sweep = _sweep(
+        db,
+        gallery,
+        lambda: middle + 2 * DAY,
+        jobs_days=30,
+        logs_days=2,
+        gallery_days=7,
+        events_days=0,
+    )
     report = sweep.run()
 
     assert (report.jobs, report.log_lines, report.galleries) == (0, 5, 2)
@@ -149,7 +167,15 @@ def test_zero_days_keeps_everything(tmp_path: Path) -> None:
     gallery = Gallery(tmp_path / "gallery")
     job = _ended(jobs)
     _save_gallery(gallery, job.id, tmp_path, age=1000 * DAY)
-    sweep = _sweep(db, gallery, lambda: utcnow() + 1000 * DAY, jobs_days=0, logs_days=0, gallery_days=0, events_days=0)
+    sweep = _sweep(
+        db,
+        gallery,
+        lambda: utcnow() + 1000 * DAY,
+        jobs_days=0,
+        logs_days=0,
+        gallery_days=0,
+        events_days=0,
+    )
     assert sweep.run().total == 0
     assert len(jobs.logs(job.id)) == 3
     assert gallery.folder(job.id).exists()
@@ -164,13 +190,25 @@ def test_settled_events_expire_pending_ones_stay_and_a_redelivery_makes_no_secon
     [ignored] = world.pipeline.ingest([created("elsewhere/b.zip")], "webhook:local")
     [duplicate] = world.pipeline.ingest([created("incoming/a.zip")], "webhook:local")
     [pending] = world.pipeline.inbox.record([created("incoming/c.zip")], "webhook:local")
-    assert (matched.outcome, ignored.outcome, duplicate.outcome) == ("matched", "ignored", "duplicate")
+    assert (matched.outcome, ignored.outcome, duplicate.outcome) == (
+        "matched",
+        "ignored",
+        "duplicate",
+    )
     job_id = world.pipeline.inbox.get(matched.id).job_id
     middle = utcnow()
     _after(middle)
     [recent] = world.pipeline.ingest([created("incoming/d.zip")], "webhook:local")
 
-    sweep = _sweep(world.db, gallery, lambda: middle + 30 * DAY, jobs_days=0, logs_days=0, gallery_days=0, events_days=30)
+    sweep = _sweep(
+        world.db,
+        gallery,
+        lambda: middle + 30 * DAY,
+        jobs_days=0,
+        logs_days=0,
+        gallery_days=0,
+        events_days=30,
+    )
     assert sweep.run().events == 3
 
     left = {e.id: e.outcome for e in world.pipeline.inbox.list(limit=100)[0]}
@@ -197,7 +235,15 @@ def test_a_redelivery_after_both_event_and_job_expired_makes_a_new_job(tmp_path:
     world.jobs.transition(claimed.id, Status.STOPPED, owner="worker")
     middle = utcnow()
     _after(middle)
-    sweep = _sweep(world.db, gallery, lambda: middle + 30 * DAY, jobs_days=30, logs_days=0, gallery_days=0, events_days=30)
+    sweep = _sweep(
+        world.db,
+        gallery,
+        lambda: middle + 30 * DAY,
+        jobs_days=30,
+        logs_days=0,
+        gallery_days=0,
+        events_days=30,
+    )
     report = sweep.run()
     assert (report.jobs, report.events) == (1, 1)
     assert _count(world.db, EventRow.id) == 0
