@@ -34,6 +34,7 @@ from autoinfer.jobs.records import JobRecord
 from autoinfer.log_lines import cap_line, read_lines
 from autoinfer.jobs.service import JobResult, JobService
 from autoinfer.jobs.spec import JobSpec, Status, safe_file_name
+from autoinfer.resume import checkpoint_folder, classify_resuming, discard
 from autoinfer.retrying import retry_transient
 from autoinfer.sandbox import (
     BaseInterpreter,
@@ -271,11 +272,15 @@ class Runner:
             self.log.flush()
             if self._progress is not None:
                 self.ctx.jobs.set_progress(self.job.id, *self._progress)
-            self.ctx.jobs.fail_or_retry(
+            record = self.ctx.jobs.fail_or_retry(
                 self.job.id, reason or "failed", owner=self.owner, backoff_s=2.0, retry=retry
             )
+            ended = record.status == Status.FAILED.value
         else:
             self._commit_move(status, reason=reason, result=result)
+            ended = True
+        if ended and runs_in_predictor_pool(self.job.spec):
+            discard(self.ctx.scratch_root, self.job.id)  # no attempt will resume it now
         return status.value
 
     def _move(self, status: Status) -> None:
@@ -439,10 +444,14 @@ class Runner:
         thumbnails = None
         if gallery is not None and getattr(self.ctx.predictors, "makes_thumbnails", False):
             thumbnails = Thumbnails()
-        manifest = self.ctx.predictors.classify(
+        manifest = classify_resuming(  # predictions kept batch by batch, for a next attempt
+            self.ctx.predictors.classify,
+            checkpoint_folder(self.ctx.scratch_root, self.job.id),
             self.spec.model.source_uri,
             self.data_dir,
             self.output_dir,
+            workdir=self.workdir,
+            log=self.log.system,
             labels_uri=self.spec.model.labels_uri,
             progress=progress,
             cancelled=self.cancellation.event,

@@ -23,6 +23,7 @@ from autoinfer.executors.leasing import HeldJob, LeasingExecutor
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import LIVE_CLAIMED, JobService
 from autoinfer.jobs.spec import Status
+from autoinfer.resume import resumed_job
 from autoinfer.runner import Runner, RunnerContext, runs_in_predictor_pool
 
 log = logging.getLogger("autoinfer.executor")
@@ -192,7 +193,8 @@ def remove_stale_scratch(
     scratch_root: Path, jobs: JobService, held: Callable[[], set[str]]
 ) -> list[str]:
     """Remove the folders (`<job id>-<attempt>`) that attempts killed with their service left
-    behind: those of jobs that are no longer running that attempt, and not `held` here.
+    behind: those of jobs that are no longer running that attempt, and not `held` here; and
+    the kept predictions of jobs that ended (`<job id>.resume`, see `autoinfer.resume`).
     Returns the names removed."""
     try:
         folders = [p for p in scratch_root.iterdir() if p.is_dir()]
@@ -200,13 +202,17 @@ def remove_stale_scratch(
         return []
     stale = []
     for folder in folders:
+        resumes = resumed_job(folder.name)  # kept while the job may run again
         job_id, _, attempt = folder.name.rpartition("-")
         try:
-            job = jobs.get(job_id)
+            job = jobs.get(resumes or job_id)
         except NotFound:
             stale.append(folder)
             continue
-        if job.status not in LIVE or str(job.attempt) != attempt:
+        if resumes is not None:
+            if job.terminal:
+                stale.append(folder)
+        elif job.status not in LIVE or str(job.attempt) != attempt:
             stale.append(folder)
     running = held()  # read after the statuses: a job claimed meanwhile is in it
     removed = []

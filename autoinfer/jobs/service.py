@@ -19,6 +19,12 @@ from sqlalchemy.orm import Session, selectinload
 
 from autoinfer.db import Database, utcnow
 from autoinfer.errors import Conflict, IllegalTransition, NotFound
+from autoinfer.jobs.infra import (
+    MAX_INFRA_RETRIES,
+    infra_give_up_reason,
+    infra_retries,
+    infra_retry_reason,
+)
 from autoinfer.jobs.items import item_counts
 from autoinfer.jobs.records import JobRecord, LogLine, Progress, TransitionRecord
 from autoinfer.jobs.spec import TERMINAL, JobSpec, Status, can_transition
@@ -369,8 +375,11 @@ class JobService:
             return bool(session.scalar(select(JobRow.stop_requested).where(JobRow.id == job_id)))
 
     def recover_expired(self, *, backoff_s: float = 0.0, owner: str | None = None) -> list[str]:
-        """Jobs whose lease expired (their executor died) become a new attempt or fail.
+        """Jobs whose lease expired (their executor died) go back in the queue or fail.
 
+        A lost executor is an infrastructure failure, not the job's: the job is queued again
+        without spending an attempt (as a hand-back at shutdown), at most `MAX_INFRA_RETRIES`
+        times (`autoinfer.jobs.infra`), so a job that kills its service every time still ends.
         With `owner`, also reclaim every job still leased to that owner name (a restart of
         the same service finds its own unfinished work at once, without waiting).
         """
@@ -389,13 +398,15 @@ class JobService:
                 query = query.with_for_update(skip_locked=True)
             rows = session.scalars(query).all()
             for row in rows:
-                reason = f"attempt {row.attempt} lost its executor ({row.lease_owner})"
+                lost = f"attempt {row.attempt} lost its executor ({row.lease_owner})"
+                retries = infra_retries(row.transitions)
                 if row.stop_requested:
                     self._move(session, row, Status.STOPPED, "stopped on request")
-                elif row.attempt < row.max_attempts:
-                    self._requeue(session, row, reason, backoff_s)
+                elif retries < MAX_INFRA_RETRIES:
+                    self._requeue(session, row, infra_retry_reason(lost, retries + 1), backoff_s)
+                    row.attempt = max(0, row.attempt - 1)  # not counted against max_attempts
                 else:
-                    self._move(session, row, Status.FAILED, reason)
+                    self._move(session, row, Status.FAILED, infra_give_up_reason(lost, retries))
                 recovered.append(row.id)
         return recovered
 

@@ -8,6 +8,7 @@ import pytest
 
 from autoinfer.db import Database
 from autoinfer.errors import IllegalTransition
+from autoinfer.jobs.infra import MAX_INFRA_RETRIES
 from autoinfer.jobs.service import JobService, deterministic_job_id
 from autoinfer.jobs.spec import Status, parse_spec
 
@@ -84,19 +85,50 @@ def test_concurrent_claimers_get_each_job_exactly_once(jobs: JobService) -> None
     assert all(len(owners) == 1 for owners in claimed.values())
 
 
-def test_expired_lease_becomes_a_new_attempt_then_fails_when_attempts_run_out(jobs: JobService) -> None:
+def test_expired_lease_is_requeued_without_spending_an_attempt(jobs: JobService) -> None:
     job, _ = jobs.create(spec(), max_attempts=2)
     jobs.claim("dead-worker", 0.05)
     time.sleep(0.1)
     assert jobs.recover_expired() == [job.id]
     again = jobs.get(job.id)
     assert again.status == "new" and "lost its executor" in (again.transitions[-1].reason or "")
-    [second] = jobs.claim("other-worker", 0.05)
-    assert second.attempt == 2
-    time.sleep(0.1)
-    jobs.recover_expired()
+    assert again.attempt == 0  # the lost attempt is given back
+    [second] = jobs.claim("other-worker", 30)
+    assert second.attempt == 1
+
+
+def test_infrastructure_retries_have_their_own_cap(jobs: JobService) -> None:
+    """A job whose executor is lost every time (it kills its service, say) still ends, and a
+    job of one attempt is retried after a crash all the same."""
+    job, _ = jobs.create(spec(), max_attempts=1)
+    for retry in range(1, MAX_INFRA_RETRIES + 1):
+        [claimed] = jobs.claim(f"dead-{retry}", 30)
+        assert claimed.attempt == 1
+        assert jobs.recover_expired(owner=f"dead-{retry}") == [job.id]  # its restart
+        again = jobs.get(job.id)
+        assert again.status == "new" and again.attempt == 0
+        reason = again.transitions[-1].reason or ""
+        assert reason == (
+            f"attempt 1 lost its executor (dead-{retry}); infrastructure retry {retry} of "
+            f"{MAX_INFRA_RETRIES}, not counted as an attempt"
+        )
+    jobs.claim("dead-last", 30)
+    jobs.recover_expired(owner="dead-last")
     final = jobs.get(job.id)
-    assert final.status == "failed" and "attempt 2 lost its executor" in (final.reason or "")
+    assert final.status == "failed" and final.attempt == 1
+    assert final.reason == (
+        f"attempt 1 lost its executor (dead-last) after {MAX_INFRA_RETRIES} infrastructure"
+        " retry(s): giving up"
+    )
+
+
+def test_a_user_failure_after_an_infrastructure_retry_still_counts(jobs: JobService) -> None:
+    job, _ = jobs.create(spec(), max_attempts=1)
+    jobs.claim("crashed", 30)
+    jobs.recover_expired(owner="crashed")
+    jobs.claim("w", 30)
+    failed = jobs.fail_or_retry(job.id, "boom", owner="w", backoff_s=0)
+    assert failed.status == "failed" and failed.attempt == 1
 
 
 def test_stop_of_a_queued_job_is_immediate(jobs: JobService) -> None:
