@@ -226,12 +226,16 @@ def decode_key(raw_key: str, where: str = "key") -> str:
 
 
 def check_key(key: str, where: str = "key") -> None:
-    """EventError unless `key` is a usable object key (non-empty, ≤ 1024 bytes, no NUL)."""
+    """EventError unless `key` is a usable object key (non-empty, valid UTF-8, ≤ 1024 bytes,
+    no NUL)."""
     if not key:
         raise EventError(f"{where}: empty")
     if "\x00" in key:
         raise EventError(f"{where}: contains a NUL character")
-    size = len(key.encode("utf-8", errors="surrogatepass"))
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:  # a file name of bytes that are not UTF-8 (surrogate escapes)
+        raise EventError(f"{where}: {key!r} is not valid UTF-8") from None
     if size > MAX_KEY_BYTES:
         raise EventError(f"{where}: {size} bytes long; S3 keys are at most {MAX_KEY_BYTES} bytes")
 

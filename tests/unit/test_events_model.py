@@ -378,3 +378,9 @@ def test_sqs_message_nested_too_deeply_is_an_event_error() -> None:
 
     with pytest.raises(EventError, match="nested too deeply"):
         parse_message_body("[" * 100_000 + "]" * 100_000)
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_as_a_key() -> None:
+    key = b"incoming/caf\xe9.zip".decode("utf-8", errors="surrogateescape")  # as os.walk gives it
+    with pytest.raises(EventError, match="is not valid UTF-8"):
+        object_created("data", key, size=1, etag=None, modified=None)
