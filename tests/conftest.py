@@ -34,6 +34,21 @@ SEED_TRUTH = {
 }
 
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop at once, in one line, when worker commands cannot be sandboxed here: without
+    bubblewrap every test that runs one would fail on its own."""
+    import shutil
+
+    from autoinfer.sandbox import BwrapSandbox, SandboxConfig
+
+    if shutil.which("bwrap") is None:
+        raise pytest.UsageError("bwrap (bubblewrap) is missing: apt-get install bubblewrap")
+    failure = BwrapSandbox(SandboxConfig()).self_test()
+    if failure is not None:
+        raise pytest.UsageError(f"bwrap cannot start a sandbox here: {failure}")
+
+
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One model cache for the whole session, so the ONNX export happens once."""

@@ -240,6 +240,8 @@ class RayExecutor(LeasingExecutor):
             predictors=predictors,
             service_url=self.ctx.service_url,
             gallery=self.ctx.gallery is not None,
+            sandbox=self.ctx.sandbox.config,
+            paths=self.ctx.paths,
         )
 
     def _placement_note(self, options: dict[str, Any]) -> str:

@@ -42,6 +42,7 @@ from autoinfer.jobs.service import JobResult, JobService
 from autoinfer.jobs.spec import JobSpec, Status
 from autoinfer.predictors.ray_pool import ModelActors
 from autoinfer.runner import Cancellation, Runner, RunnerContext, one_line, runs_in_predictor_pool
+from autoinfer.sandbox import PathPolicy, SandboxConfig, make_sandbox
 from autoinfer.storage import StorageRegistry
 from autoinfer.storage.archives import ArchiveLimits
 
@@ -296,6 +297,9 @@ class NodeContext:
     service_url: str | None = None
     gallery: bool = False
     scratch_root: str | None = None  # None: <node temp>/autoinfer/scratch
+    # The service's sandbox settings and confined paths (autoinfer.sandbox), applied here too.
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    paths: PathPolicy | None = None
 
     def resolve(self, value: str) -> str:
         if not value.startswith("secret:"):
@@ -322,6 +326,8 @@ class NodeContext:
             redact=Redactor(self.secrets.values()),
             service_url=self.service_url,
             gallery=_ShippingGallery(reporter) if self.gallery else None,
+            sandbox=make_sandbox(self.sandbox),
+            paths=self.paths,
         )
 
 

@@ -59,6 +59,7 @@ class Sandbox(Protocol):
     """Starts worker commands with only what their job may see."""
 
     kind: str
+    config: SandboxConfig  # what it was made from (a Ray node makes its own from it)
 
     def problem(self) -> str | None:
         """Why worker commands cannot run here (one line), or None."""

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-#: Service variables a job inherits: how text and times are shown, nothing that grants access.
-INHERITED = ("LANG", "LANGUAGE", "TZ")
+#: Service variables a job inherits: how text and times are shown, and the GPUs the process
+#: running the job was given (Ray sets them on its worker; a local GPU grant overrides them).
+INHERITED = ("LANG", "LANGUAGE", "TZ", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
 INHERITED_PREFIXES = ("LC_",)
 #: Where a sandboxed job finds programs after its environment's own `bin/`.
 SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")

@@ -25,6 +25,7 @@ from autoinfer.config import (
 )
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.spec import JobSpec
+from autoinfer.sandbox import SandboxConfig
 from tests.conftest import SEED_TRUTH, RunningService
 
 ray = pytest.importorskip("ray")
@@ -63,6 +64,9 @@ def on_ray(
 
     def start(**overrides: object) -> RunningService:
         executor = ExecutorConfig(type="ray", max_jobs=2, lease_s=5)
+        # The commands here leave pid files and markers on the host, outside a sandbox's view:
+        # this file tests the executor (the sandbox has its own tests).
+        overrides.setdefault("sandbox", SandboxConfig(type="none"))
         return start_service(make_config(executor=executor, **overrides))
 
     return start
