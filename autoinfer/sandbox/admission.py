@@ -49,9 +49,7 @@ class PathPolicy:
     base_dir: Path  # relative paths in a spec are taken from here, as storage does
 
     @classmethod
-    def build(
-        cls, roots: Iterable[Path], forbidden: Iterable[Path], base_dir: Path
-    ) -> PathPolicy:
+    def build(cls, roots: Iterable[Path], forbidden: Iterable[Path], base_dir: Path) -> PathPolicy:
         return cls(
             roots=tuple(_real(p) for p in roots),
             forbidden=tuple(_real(p) for p in forbidden),

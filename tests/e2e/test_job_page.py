@@ -1,11 +1,13 @@
 """The job page: predictions gallery, live log, stop and retry."""
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import expect
 
+from autoinfer.sandbox import SandboxConfig
 from tests.conftest import SEED_TRUTH, SEED_ZIP, RunningService
 from tests.e2e.conftest import (
     PHONE,
@@ -20,17 +22,18 @@ from tests.e2e.conftest import (
 
 PERCENT = re.compile(r"^\d{1,3}\.\d%$")
 
-# Prints a tick every 0.2 s; after tick 5 it waits for the test's go-ahead file, so the test
-# sees the log both before and after it grows, however fast the machine is.
+# Prints a tick every 0.2 s; after tick 5 it waits for the test's go-ahead file in its data
+# folder (all of the host its sandbox shows it), so the test sees the log both before and
+# after it grows, however fast the machine is.
 TICKING_MODEL = """
-import time
+import os, time
 from pathlib import Path
 
 for tick in range(1, 31):
     if tick == 6:
-        while not Path({go!r}).exists():
+        while not Path(os.environ["AUTOINFER_DATA_PATH"], "go").exists():
             time.sleep(0.05)
-    print(f"tick {{tick}}", flush=True)
+    print(f"tick {tick}", flush=True)
     time.sleep(0.2)
 """
 
@@ -97,8 +100,7 @@ def test_a_finished_classifier_job_shows_five_thumbnails_with_their_classes(
 def test_the_log_of_a_running_job_grows_on_screen(
     page: Any, dashboard: RunningService, tmp_path: Path
 ) -> None:
-    go = tmp_path / "go"
-    model = make_model(tmp_path / "model", TICKING_MODEL.format(go=str(go)))
+    model = make_model(tmp_path / "model", TICKING_MODEL)
     job = dashboard.client().jobs.create_from_spec(
         local_spec("ticking", model, str(SEED_ZIP), str(tmp_path / "out"))
     )
@@ -108,7 +110,8 @@ def test_the_log_of_a_running_job_grows_on_screen(
     expect(log).to_contain_text("tick 5", timeout=30_000)
     expect(page.locator("#job-status")).to_have_text("running")
     expect(log).not_to_contain_text("tick 6")
-    go.write_text("go")
+    scratch = dashboard.service.runner_context.scratch_root
+    (next(scratch.glob(f"{job.id}-*")) / "data" / "go").write_text("go")  # the running attempt's
     expect(log).to_contain_text("tick 12")
     expect(page.locator("#job-status")).to_have_text("running")
     expect(log).to_contain_text("tick 30", timeout=30_000)
@@ -137,8 +140,10 @@ def test_the_stop_button_stops_a_running_job(
 
 
 def test_the_retry_button_runs_a_failed_job_again(
-    page: Any, dashboard: RunningService, tmp_path: Path
+    page: Any, start_service: Callable[..., RunningService], tmp_path: Path
 ) -> None:
+    # The model remembers its first attempt in a file on the host: outside a sandbox's view.
+    dashboard = start_service(sandbox=SandboxConfig(type="none"))
     model = make_model(tmp_path / "model", FAILS_ONCE_MODEL.format(marker=str(tmp_path / "tried")))
     job = dashboard.client().jobs.create_from_spec(
         local_spec("fails-once", model, str(SEED_ZIP), str(tmp_path / "out"))

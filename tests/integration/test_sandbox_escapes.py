@@ -71,7 +71,9 @@ class Service:
         self.models = root / "models"
         self.inputs = root / "inputs"
         self.outputs = root / "buckets" / "data" / "out"
-        key = process.post("/v1/keys", {"name": f"submitter-{uuid.uuid4().hex[:8]}", "role": "submit"})
+        key = process.post(
+            "/v1/keys", {"name": f"submitter-{uuid.uuid4().hex[:8]}", "role": "submit"}
+        )
         self.submit = httpx.Client(
             base_url=process.url, headers={"Authorization": f"Bearer {key['key']}"}, timeout=30
         )
@@ -105,10 +107,14 @@ class Service:
 
     def run(self, name: str, *args: str, **extra: Any) -> tuple[dict[str, Any], str, bytes]:
         """Run the probe with `args` to its end: (job, log text, every byte of its output)."""
-        job = self.wait(self.create(self.spec(name, [f"python probe.py {' '.join(args)}"], **extra))["id"])
+        job = self.wait(
+            self.create(self.spec(name, [f"python probe.py {' '.join(args)}"], **extra))["id"]
+        )
         output = b""
         if job["output_location"]:
-            with zipfile.ZipFile(io.BytesIO(Path(job["output_location"].removeprefix("file://")).read_bytes())) as archive:
+            with zipfile.ZipFile(
+                io.BytesIO(Path(job["output_location"].removeprefix("file://")).read_bytes())
+            ) as archive:
                 output = b"".join(archive.read(member) for member in archive.namelist())
         return job, self.logs(job["id"]), output
 
@@ -251,7 +257,9 @@ def test_worker_commands_can_be_kept_from_submit_keys(
 
         def post(role: str, body: dict[str, Any]) -> httpx.Response:
             return httpx.post(
-                f"{process.url}/v1/jobs", json=body, headers={"Authorization": f"Bearer {keys[role]}"}
+                f"{process.url}/v1/jobs",
+                json=body,
+                headers={"Authorization": f"Bearer {keys[role]}"},
             )
 
         refused = post("submit", spec)
@@ -287,7 +295,10 @@ def test_without_bwrap_worker_jobs_fail_at_once_and_builtin_jobs_still_run(
                 "name": "needs-bwrap",
                 "workers": ["true"],
                 "model": {"source_type": "local", "source_uri": str(tmp_path / "buckets")},
-                "data": {"input_uri": str(tmp_path / "in.txt"), "output_uri": str(tmp_path / "buckets" / "data")},
+                "data": {
+                    "input_uri": str(tmp_path / "in.txt"),
+                    "output_uri": str(tmp_path / "buckets" / "data"),
+                },
             },
         )
         deadline = time.monotonic() + 60
@@ -304,7 +315,10 @@ def test_without_bwrap_worker_jobs_fail_at_once_and_builtin_jobs_still_run(
             "/v1/jobs",
             {
                 "name": "builtin",
-                "data": {"input_uri": str(seed_zip), "output_uri": str(tmp_path / "buckets" / "data")},
+                "data": {
+                    "input_uri": str(seed_zip),
+                    "output_uri": str(tmp_path / "buckets" / "data"),
+                },
             },
         )
         deadline = time.monotonic() + 300
@@ -314,4 +328,3 @@ def test_without_bwrap_worker_jobs_fail_at_once_and_builtin_jobs_still_run(
         assert builtin["status"] == "finished", builtin["reason"]
     finally:
         process.close()
-

@@ -138,7 +138,9 @@ def policy(tmp_path: Path) -> PathPolicy:
     )
 
 
-def test_paths_inside_a_root_pass_and_data_dir_never_does(policy: PathPolicy, tmp_path: Path) -> None:
+def test_paths_inside_a_root_pass_and_data_dir_never_does(
+    policy: PathPolicy, tmp_path: Path
+) -> None:
     assert policy.allows(tmp_path / "buckets" / "data" / "x.zip")
     assert not policy.allows(tmp_path / "service" / "master.key")
     assert not policy.allows(Path("/etc/passwd"))
@@ -146,7 +148,9 @@ def test_paths_inside_a_root_pass_and_data_dir_never_does(policy: PathPolicy, tm
         policy.check_uri("data.input_uri", f"file://{tmp_path}/service/autoinfer.db")
 
 
-def test_symlinks_and_dotdot_are_resolved_before_the_check(policy: PathPolicy, tmp_path: Path) -> None:
+def test_symlinks_and_dotdot_are_resolved_before_the_check(
+    policy: PathPolicy, tmp_path: Path
+) -> None:
     (tmp_path / "buckets" / "data" / "link").symlink_to(tmp_path / "service")
     assert not policy.allows(tmp_path / "buckets" / "data" / "link" / "master.key")
     with pytest.raises(PathNotAllowed):
