@@ -72,6 +72,12 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     tab.set_default_timeout(15_000)
     script_errors: list[str] = []
     tab.on("pageerror", lambda error: script_errors.append(str(error)))
+    # What the page's Content-Security-Policy refused (an inline style, a foreign script).
+    tab.on(
+        "console",
+        lambda message: "Content Security Policy" in message.text
+        and script_errors.append(message.text),
+    )
     yield tab
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:

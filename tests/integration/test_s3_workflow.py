@@ -80,7 +80,8 @@ def test_push_to_the_bucket_puts_predictions_next_to_it(
     for prediction in found.values():
         wnid, _ = SEED_TRUTH[prediction["file"]]
         assert wnid in [c["id"] for c in prediction["classes"]]
-    job = running.client().jobs.list(name=name)[0].dict
+    client = running.client()
+    job = client.jobs.get(client.jobs.list(name=name)[0].id).dict  # lists carry no spec
     assert job["spec"]["data"]["input_uri"] == f"s3://{BUCKET}/{key}"
     assert job["spec"]["data"]["output_uri"] == f"s3://{BUCKET}/processed"
     assert job["output_location"] == f"s3://{BUCKET}/processed/{name}.zip"

@@ -68,6 +68,19 @@ def read_response(sock: socket.socket, timeout: float = 60.0) -> RawResponse:
     return RawResponse(int(status_line.split()[1]), headers, body[:length], closed)
 
 
+def read_status(sock: socket.socket, timeout: float = 60.0) -> tuple[int, bytes]:
+    """The status of the response on `sock` and what came with its head (for streams, whose
+    body does not end)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a response: {data!r}")
+        data += chunk
+    return int(data.split(b" ", 2)[1]), data
+
+
 def request(
     url: str, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
 ) -> RawResponse:
