@@ -47,9 +47,12 @@ def job_spec(service: ServiceProcess, name: str = "edge-job") -> dict[str, Any]:
 
 
 def chunks(total: int, size: int = MIB) -> Iterator[bytes]:
+    """About `total` bytes of one JSON object (a job spec with a very long name)."""
+    yield b'{"name": "'
     block = b"x" * size
     for _ in range(total // size):
         yield block
+    yield b'"}'
 
 
 def post_streamed(
@@ -75,7 +78,7 @@ def test_keyless_and_oversized_bodies_leave_the_service_memory_bounded(
     assert service.process is not None
     pid = service.process.pid
     service.get("/v1/jobs")  # warm: the first request imports what requests need
-    before = rss_bytes(pid)
+    before = rss_bytes(pid, "VmHWM")  # the peak so far
     keyless = [
         ("POST", "/v1/jobs"),
         ("POST", "/v1/keys"),
@@ -95,7 +98,7 @@ def test_keyless_and_oversized_bodies_leave_the_service_memory_bounded(
     for thread in threads:
         thread.join()
 
-    grown = rss_bytes(pid) - before
+    grown = rss_bytes(pid, "VmHWM") - before  # the peak while the bodies came
     assert grown < 150 * MIB, f"serve grew by {grown / MIB:.0f} MiB"
     assert set(statuses) <= {401, 413, None}, statuses
     assert httpx.get(service.url + "/v1/jobs", headers=ADMIN).status_code == 200

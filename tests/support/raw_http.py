@@ -88,13 +88,13 @@ def request(
         return read_response(sock)
 
 
-def rss_bytes(pid: int) -> int:
-    """The resident memory of process `pid` (VmRSS)."""
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """The resident memory of process `pid` now (VmRSS), or at its peak so far (VmHWM)."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    raise RuntimeError(f"no {field} for process {pid}")
 
 
 def cpu_seconds(pid: int) -> float:
