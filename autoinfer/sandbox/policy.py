@@ -44,8 +44,11 @@ ETC_ENTRIES = (
     "/etc/alternatives",
     "/etc/mime.types",
 )
+#: What device drivers' user-space libraries (CUDA, NVML) read of /sys: shown read-only, and
+#: only to a job that was given devices.
+DEVICE_SYS = ("/sys/bus", "/sys/class", "/sys/dev", "/sys/devices")
 #: Mounted by bwrap itself; never created as plain folders.
-_MANAGED = ("/usr", "/etc", "/proc", "/dev")
+_MOUNTED = ("/", "/tmp", "/proc", "/dev")
 
 
 @dataclass(frozen=True)
@@ -138,23 +141,28 @@ def bwrap_argv(
         argv += ["--symlink", target, link]
     for folder in layout.folders:
         argv += ["--ro-bind", folder, folder]
-    for entry in layout.etc:
-        argv += ["--ro-bind", entry, entry]
-    argv += ["--ro-bind", str(view.passwd), "/etc/passwd"]
-    argv += ["--ro-bind", str(view.group), "/etc/group"]
     argv += ["--proc", "/proc", "--dev", "/dev"]
     for device in view.devices:
         argv += ["--dev-bind", str(device), str(device)]
     if view.tmp_bytes is not None:
         argv += ["--size", str(view.tmp_bytes)]
     argv += ["--perms", "1777", "--tmpfs", "/tmp"]
+    # Every bind below, as (flag, source, destination); shallow ones first.
+    binds = [("--ro-bind", entry, entry) for entry in layout.etc]
+    binds += [("--ro-bind", str(view.passwd), "/etc/passwd")]
+    binds += [("--ro-bind", str(view.group), "/etc/group")]
+    if view.devices:
+        binds += [("--ro-bind-try", folder, folder) for folder in DEVICE_SYS]
     read_only = [p for p in view.read_only if not _under(p, SYSTEM_READ_ONLY)]
-    binds = [("--ro-bind", p) for p in read_only] + [("--bind", p) for p in view.read_write]
-    bound = [path for _, path in binds]
-    for folder in _folders_to_make(bound):
+    binds += [("--ro-bind", str(p), str(p)) for p in read_only]
+    binds += [("--bind", str(p), str(p)) for p in view.read_write]
+    binds.sort(key=lambda bind: len(PurePosixPath(bind[2]).parts))
+    # The folders above them, made readable and traversable: folders bwrap makes on its own
+    # are 0700 when it runs privileged, closed to the job's uid.
+    for folder in _folders_to_make([PurePosixPath(bind[2]) for bind in binds]):
         argv += ["--perms", "0755", "--dir", folder]
-    for flag, path in sorted(binds, key=lambda item: len(item[1].parts)):
-        argv += [flag, str(path), str(path)]
+    for flag, source, destination in binds:
+        argv += [flag, source, destination]
     argv += ["--chdir", str(view.cwd)]
     if run_as is None:
         argv.append("--unshare-all")
@@ -179,27 +187,20 @@ def bwrap_argv(
     return argv
 
 
-def _folders_to_make(bound: Sequence[Path]) -> list[str]:
-    """The folders above each bind target that must exist in the sandbox's empty root, parents
-    first; not those bwrap mounts itself, nor those inside another bind (they exist there)."""
-    wanted: set[PurePosixPath] = set()
-    for path in bound:
-        for parent in PurePosixPath(path).parents:
-            if str(parent) in ("/", "/tmp"):
-                continue
-            wanted.add(parent)
+def _folders_to_make(bound: Sequence[PurePosixPath]) -> list[str]:
+    """The folders above each bind target that must exist in the sandbox's root, parents
+    first; not the mounts bwrap makes itself (/, /tmp, /proc, /dev, /usr and below), nor
+    bind targets, nor folders inside another bind (they exist there already)."""
+    wanted = {parent for path in bound for parent in path.parents}
     return [
         str(folder)
         for folder in sorted(wanted, key=lambda p: (len(p.parts), str(p)))
-        if folder not in {PurePosixPath(p) for p in bound}
-        and not _under(Path(folder), _MANAGED)
-        and not any(_strictly_under(Path(folder), b) for b in bound)
+        if str(folder) not in _MOUNTED
+        and not _under(Path(folder), SYSTEM_READ_ONLY + ("/proc",))
+        and folder not in bound
+        and not any(target in folder.parents for target in bound)
     ]
 
 
 def _under(path: Path, roots: Iterable[str]) -> bool:
     return any(path == Path(root) or Path(root) in path.parents for root in roots)
-
-
-def _strictly_under(path: Path, root: Path) -> bool:
-    return root in path.parents

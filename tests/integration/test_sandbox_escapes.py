@@ -138,6 +138,17 @@ def service(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iter
         process.close()
 
 
+def test_a_worker_sees_what_programs_need_of_etc_as_its_unprivileged_user(
+    service: Service,
+) -> None:
+    workers = ["id", "head -1 /etc/hosts", 'test -n "$(ls /etc/ssl/certs)" && echo certs ok']
+    job = service.wait(service.create(service.spec("etc", workers))["id"])
+    assert job["status"] == "finished", job["reason"]
+    logs = service.logs(job["id"])
+    expected = "uid=65534(job) gid=65534(job)" if os.geteuid() == 0 else f"uid={os.geteuid()}("
+    assert expected in logs and "localhost" in logs and "certs ok" in logs, logs
+
+
 def test_a_submit_keys_job_whose_input_is_inside_data_dir_gets_422(service: Service) -> None:
     spec = service.spec("steal-db", ["true"])
     spec["data"]["input_uri"] = str(service.data_dir / "autoinfer.db")

@@ -61,13 +61,17 @@ def test_the_folders_above_a_bind_are_made_traversable_parents_first() -> None:
     argv = bwrap_argv(view(), "true", layout=LAYOUT)
     made = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--dir"]
     assert made == [
+        "/etc",
         "/srv",
+        "/etc/ssl",
         "/srv/autoinfer",
         "/srv/autoinfer/environments",
         "/srv/autoinfer/scratch",
         str(JOB),
     ]
-    assert argv[argv.index("--dir") - 2 : argv.index("--dir")] == ["--perms", "0755"]
+    assert all(argv[argv.index(f) - 3 : argv.index(f) - 1] == ["--perms", "0755"] for f in made)
+    last_dir = max(i for i, arg in enumerate(argv) if arg == "--dir")
+    assert last_dir < argv.index("/etc/passwd") and last_dir < argv.index("--bind")
 
 
 def test_unprivileged_it_unshares_everything_and_keeps_the_network_only_when_allowed() -> None:
@@ -112,6 +116,8 @@ def test_limits_wrap_the_whole_command_and_devices_are_bound_when_given() -> Non
         "--",
     ]
     assert ("/dev/nvidia0", "/dev/nvidia0") in pairs(argv, "--dev-bind")
+    assert ("/sys/devices", "/sys/devices") in pairs(argv, "--ro-bind-try")
+    assert "--ro-bind-try" not in bwrap_argv(view(), "true", layout=LAYOUT)  # no devices, no /sys
     assert argv[argv.index("--size") + 1] == str(1 << 30)
 
 
