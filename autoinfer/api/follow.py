@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from autoinfer.errors import TooManyRequests
 from autoinfer.jobs.store import JobRow, LogRow
 
 POLL_INTERVAL_S = 0.25
+log = logging.getLogger("autoinfer.api")
 
 
 @dataclass(eq=False)
@@ -97,9 +99,13 @@ class FollowStreams:
             waiters = list(self._waiters)
             if not waiters:
                 return
-            newest, statuses = await asyncio.to_thread(
-                _look, db, sorted({w.job_id for w in waiters})
-            )
+            try:
+                newest, statuses = await asyncio.to_thread(
+                    _look, db, sorted({w.job_id for w in waiters})
+                )
+            except Exception as error:  # noqa: BLE001 - the store is down: look again later
+                log.warning("log streams: cannot look at the followed jobs: %s", error)
+                continue
             for waiter in waiters:
                 moved = newest.get(waiter.job_id, 0) > waiter.after
                 if moved or statuses.get(waiter.job_id, waiter.status) != waiter.status:
