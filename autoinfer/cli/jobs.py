@@ -50,7 +50,7 @@ def _find(client: Any, ref: str) -> Any:
     except NotFound:
         named = client.jobs.list(name=ref, limit=1)
         if named:
-            return named[0]
+            return client.jobs.get(named[0].id)  # lists hold summaries; the detail has the spec
         raise NotFound(f"job {ref}: no job has this id or name") from None
 
 

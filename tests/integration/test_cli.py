@@ -32,6 +32,8 @@ def test_jobs_create_list_get_and_wait(api: RunningService, seed_zip: Path, tmp_
     assert [item["name"] for item in listed] == ["cli-job"]
     by_name = json.loads(run_cli(api, "jobs", "get", "cli-job", "--json").stdout)
     assert by_name["id"] == job["id"] and by_name["output_location"].endswith("cli-job.zip")
+    shown = run_cli(api, "jobs", "get", "cli-job")  # by name: the detail, spec included
+    assert shown.returncode == 0 and f"input: {seed_zip}" in shown.stdout, shown.stderr
     table = run_cli(api, "jobs", "list")
     assert "cli-job" in table.stdout and "finished" in table.stdout
 
