@@ -9,6 +9,7 @@ built-in model classifies, or, for worker commands, the input files with the job
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -92,7 +93,8 @@ class AttemptItems:
             for item in items
             if item.error or item.status == "error"
         ]
-        if errors and not (output_dir / ERRORS_FILE).exists():
+        # lexists: a link the model left there (to anywhere) is not written through either.
+        if errors and not os.path.lexists(output_dir / ERRORS_FILE):
             write_errors_file(output_dir, errors)
 
     def fail_worker(self, data_dir: Path, reason: str) -> None:
@@ -107,12 +109,15 @@ class AttemptItems:
             self._sink.record(self._job_id, items)
 
     def _read_items_file(self, path: Path) -> list[ItemRecord] | None:
+        if path.is_symlink():  # the service must not read, and echo, what the model cannot
+            self._log(f"{ITEMS_FILE} ignored: it is a link; outputs must be plain files")
+            return None
         if not path.is_file():
             return None
         try:
             if path.stat().st_size > MAX_ITEMS_FILE_BYTES:
                 raise ValueError(f"larger than {MAX_ITEMS_FILE_BYTES} bytes")
-            return _ITEM_LIST.validate_json(path.read_bytes())
+            return _ITEM_LIST.validate_json(_read_no_follow(path))
         except (OSError, ValueError, ValidationError) as error:
             detail = " ".join(str(error).split())[:300]
             self._log(
@@ -129,8 +134,16 @@ def input_files(data_dir: Path) -> list[str]:
 
 
 def write_errors_file(output_dir: Path, errors: Sequence[Mapping[str, str]]) -> Path:
-    """`errors.json`: `[{"file": ..., "error": ...}, ...]` in the order the items came."""
+    """`errors.json`: `[{"file": ..., "error": ...}, ...]` in the order the items came. Never
+    through a link (model code may have left one to a file of the host)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / ERRORS_FILE
-    path.write_text(json.dumps(list(errors), indent=1) + "\n")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    with os.fdopen(os.open(path, flags, 0o644), "w") as handle:
+        handle.write(json.dumps(list(errors), indent=1) + "\n")
     return path
+
+
+def _read_no_follow(path: Path) -> bytes:
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
+        return handle.read()

@@ -505,6 +505,13 @@ def make_zip(folder: Path, zip_path: Path) -> Path:
     return zip_path
 
 
+def output_files(folder: Path) -> list[tuple[Path, str]]:
+    """(path, relative posix path) of every file of a job's output, as `make_zip` takes them:
+    plain files, and links to files inside `folder` (any other link is an ArchiveError, so
+    model code cannot have the service upload a file it could not read itself)."""
+    return _output_files(folder, exclude=folder)
+
+
 def _output_files(folder: Path, exclude: Path) -> list[tuple[Path, str]]:
     """(path, relative posix path) of every file to zip, sorted by relative path."""
     real_folder = folder.resolve()

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from autoinfer.errors import StorageError
+from autoinfer.storage.archives import output_files
 from autoinfer.storage.budget import ByteBudget
 
 
@@ -58,10 +59,11 @@ class Storage(ABC):
         """Write the file `src` as the object `uri`, replacing it whole (never half-written)."""
 
     def upload_tree(self, src_dir: Path, uri_prefix: str) -> builtins.list[str]:
-        """Upload every file below `src_dir` under `uri_prefix`, keeping relative paths."""
+        """Upload every file below `src_dir` under `uri_prefix`, keeping relative paths; a link
+        leading out of `src_dir` is an ArchiveError (archives.output_files), never followed."""
         uploaded = []
-        for path in sorted(p for p in src_dir.rglob("*") if p.is_file()):
-            target = join_uri(uri_prefix, path.relative_to(src_dir).as_posix())
+        for path, relative in output_files(src_dir):
+            target = join_uri(uri_prefix, relative)
             self.upload(path, target)
             uploaded.append(target)
         return uploaded

@@ -49,6 +49,16 @@ PROBE = textwrap.dedent(
             print(f"connect refused: {type(error).__name__}", flush=True)
         else:
             print("connected", flush=True)
+    elif what in ("link", "items-link", "errors-link"):
+        # Links in the output, left for the service to follow: when it uploads the output,
+        # reads the model's items.json, or writes errors.json.
+        out = os.environ["AUTOINFER_OUTPUT_PATH"]
+        if what == "errors-link":
+            items = '[{"file": "input.txt", "status": "error", "error": "planted"}]'
+            open(os.path.join(out, "items.json"), "w").write(items)
+        name = {"link": "leak.txt", "items-link": "items.json", "errors-link": "errors.json"}
+        os.symlink(target, os.path.join(out, name[what]))
+        print("linked", flush=True)
     elif what == "env":
         for name, value in sorted(os.environ.items()):
             print(f"{name}={value}", flush=True)
@@ -216,6 +226,40 @@ def test_a_worker_command_cannot_read_another_jobs_folder(service: Service) -> N
         assert "read refused: " in logs
     finally:
         service.submit.post(f"/v1/jobs/{victim['id']}/stop")
+
+
+@pytest.mark.parametrize("archive", [True, False])
+def test_a_link_in_the_output_does_not_carry_the_master_key_out(
+    service: Service, archive: bool
+) -> None:
+    key_file = service.data_dir / "master.key"
+    output = service.root / "buckets" / "data" / f"links-{archive}"
+    spec = service.spec(f"link-{archive}", [f"python probe.py link {key_file}"])
+    spec["data"]["output_uri"] = str(output)
+    spec["data"]["output_options"] = {"archive": archive}
+    job = service.wait(service.create(spec)["id"])
+    assert job["status"] == "failed"
+    assert "leak.txt' is a link to something outside the output folder" in job["reason"]
+    secret = key_file.read_bytes().strip()
+    leaked = [p for p in output.rglob("*") if p.is_file() and secret in p.read_bytes()]
+    assert leaked == []
+
+
+def test_an_items_file_linked_to_the_master_key_is_not_read_into_the_log(
+    service: Service,
+) -> None:
+    key_file = service.data_dir / "master.key"
+    job, logs, _ = service.run("items-link", "items-link", str(key_file))
+    assert "items.json ignored: it is a link" in logs
+    assert key_file.read_bytes().strip() not in logs.encode()
+
+
+def test_an_errors_file_linked_out_of_the_sandbox_is_not_written_through(
+    service: Service,
+) -> None:
+    planted = service.root / "planted-by-a-job.txt"
+    job, logs, _ = service.run("errors-link", "errors-link", str(planted))
+    assert not planted.exists() and not planted.is_symlink()
 
 
 def test_a_worker_command_cannot_connect_to_the_services_api(service: Service) -> None:
