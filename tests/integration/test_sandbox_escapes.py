@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import textwrap
 import time
 import uuid
@@ -18,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.faults.harness import ServiceProcess, free_port, service_config
 
@@ -250,7 +253,7 @@ def test_an_items_file_linked_to_the_master_key_is_not_read_into_the_log(
 ) -> None:
     key_file = service.data_dir / "master.key"
     job, logs, _ = service.run("items-link", "items-link", str(key_file))
-    assert "items.json ignored: it is a link" in logs
+    assert "linked" in logs and "items.json ignored: it is a link" in logs, job["reason"]
     assert key_file.read_bytes().strip() not in logs.encode()
 
 
@@ -259,6 +262,7 @@ def test_an_errors_file_linked_out_of_the_sandbox_is_not_written_through(
 ) -> None:
     planted = service.root / "planted-by-a-job.txt"
     job, logs, _ = service.run("errors-link", "errors-link", str(planted))
+    assert "linked" in logs, job["reason"]
     assert not planted.exists() and not planted.is_symlink()
 
 
@@ -381,5 +385,50 @@ def test_without_bwrap_worker_jobs_fail_at_once_and_builtin_jobs_still_run(
             assert time.monotonic() < deadline, builtin["status"]
             time.sleep(0.2)
         assert builtin["status"] == "finished", builtin["reason"]
+    finally:
+        process.close()
+
+
+def _doctor(
+    config: dict[str, Any], folder: Path, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    path = folder / "doctor.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "autoinfer.cli", "doctor", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "400", **(env or {})},
+        timeout=120,
+        check=False,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_doctor_proves_the_sandbox_works_and_names_what_is_wrong(tmp_path: Path) -> None:
+    config = {"data_dir": str(tmp_path / "service")}
+    code, out = _doctor(config, tmp_path)
+    assert code == 0, out
+    assert "✓ sandbox: bwrap (jobs run as " in out and ": a test command ran" in out
+    no_bwrap = tmp_path / "bin"
+    no_bwrap.mkdir()
+    for tool in ("setpriv", "prlimit", "sh"):
+        os.symlink(f"/usr/bin/{tool}", no_bwrap / tool)
+    code, out = _doctor(config, tmp_path, {"PATH": str(no_bwrap)})
+    assert code == 1
+    assert "✗ sandbox: bwrap not found: install bubblewrap (apt-get install bubblewrap)" in out
+
+
+def test_sandbox_none_is_warned_about_at_start_and_by_doctor(
+    tmp_path: Path, model_cache: Path
+) -> None:
+    code, out = _doctor({"data_dir": str(tmp_path / "service"), "sandbox": "none"}, tmp_path)
+    assert code == 0 and "warning: sandbox: none — worker commands run as the service's user" in out
+    (tmp_path / "buckets").mkdir()
+    config = service_config(tmp_path, port=free_port(), cache_dir=model_cache, triggers=[])
+    process = ServiceProcess({**config, "sandbox": "none"}, tmp_path)
+    process.start()
+    try:
+        assert "sandbox: none — worker commands run as the service's user" in process.log_tail()
     finally:
         process.close()
