@@ -37,6 +37,9 @@ class LimitsConfig(BaseModel):
     # The whole body must arrive within this many seconds of the request's headers; a body
     # that stalls is answered 408 and its connection closed.
     body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    # A request line and headers must arrive within this many seconds of the connection (or
+    # of the previous response), else the connection is closed (autoinfer.api.connections).
+    header_timeout_s: float = Field(10.0, gt=0, le=3600)
     # uvicorn: an idle keep-alive connection is closed after this many seconds.
     keep_alive_s: int = Field(5, ge=1, le=3600)
     # uvicorn (h11): the request line and headers together may not exceed this.

@@ -9,6 +9,7 @@ import time
 import uvicorn
 
 from autoinfer.api.app import create_app
+from autoinfer.api.connections import protocol_with
 from autoinfer.api.limits import LimitsConfig
 
 
@@ -40,10 +41,10 @@ def make_server(service, host: str, port: int, *, log_level: str = "info") -> uv
 
 
 def connection_limits(service) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    """uvicorn's share of the `limits:` settings: idle keep-alive and header size (h11)."""
+    """uvicorn's share of the `limits:` settings: header time and size, idle keep-alive."""
     limits = getattr(getattr(service, "config", None), "limits", None) or LimitsConfig()
     return {
-        "http": "h11",  # the parser whose header limit is set here
+        "http": protocol_with(limits.header_timeout_s),  # h11, plus a header timeout
         "timeout_keep_alive": limits.keep_alive_s,
         "h11_max_incomplete_event_size": limits.max_header_bytes,
     }

@@ -5,6 +5,7 @@ lists lean, the gallery confined."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +30,7 @@ HUGE = [2**63, 2**64, 10**30, -1]
 
 @pytest.fixture
 def service(serve: Callable[..., ServiceProcess]) -> ServiceProcess:
-    return serve(triggers=[], limits={"body_timeout_s": 2})
+    return serve(triggers=[], limits={"body_timeout_s": 2, "header_timeout_s": 2})
 
 
 def job_spec(service: ServiceProcess, name: str = "edge-job") -> dict[str, Any]:
@@ -173,6 +174,18 @@ def test_a_stalled_body_is_dropped_within_the_timeout(service: ServiceProcess, t
         "message": "request body not received within 2 s",
     }
     assert response.closed
+
+
+@pytest.mark.slow
+def test_a_request_head_that_never_ends_is_dropped(service: ServiceProcess) -> None:
+    host, port = service.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # and nothing more
+        try:
+            closed = sock.recv(1) == b""  # configured: header_timeout_s 2
+        except ConnectionResetError:
+            closed = True
+    assert closed
 
 
 # --- precise refusals -----------------------------------------------------------------------
