@@ -5,37 +5,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, create_engine, event, text
+from sqlalchemy import create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Session, sessionmaker
 
+from autoinfer.migrations import upgrade_schema
+from autoinfer.orm import Base, UTCDateTime, utcnow
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp stored naive-in-UTC and always returned timezone-aware (SQLite drops tzinfo)."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
-        if value is None:
-            return None
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
-
-
-class Base(DeclarativeBase):
-    """Declarative base of every table."""
+__all__ = ["Base", "Database", "UTCDateTime", "default_url", "utcnow"]
 
 
 def default_url(data_dir: Path) -> str:
@@ -43,17 +23,14 @@ def default_url(data_dir: Path) -> str:
 
 
 class Database:
-    """Owns the engine and hands out sessions; creates the schema on first use."""
+    """Owns the engine and hands out sessions. Opening it brings the schema to the newest
+    migration (`autoinfer.migrations`) unless `upgrade` is false (`autoinfer migrate`)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, upgrade: bool = True) -> None:
         self.url = url
         self.engine: Engine = _make_engine(url)
-        # Import the table modules so that their classes are registered on Base.
-        from autoinfer import inbox, keys, secrets  # noqa: F401
-        from autoinfer.jobs import items, store  # noqa: F401
-        from autoinfer.notifications import store as notifications  # noqa: F401
-
-        _create_schema(self.engine)
+        if upgrade:
+            upgrade_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite lets one writer in at a time and makes the others poll it with growing
         # sleeps; the threads of this process take turns on a lock instead (readers too: a
@@ -90,19 +67,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-#: The PostgreSQL advisory lock that serializes schema creation (any constant would do).
-SCHEMA_LOCK_KEY = 0x6175746F696E6672  # "autoinfr"
-
-
-def _create_schema(engine: Engine) -> None:
-    """Create the missing tables. On PostgreSQL, replicas starting together on an empty
-    database take turns (an advisory lock), or both would try to create the same tables."""
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
-        Base.metadata.create_all(connection)
 
 
 def _make_engine(url: str) -> Engine:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from sqlalchemy import (
@@ -34,7 +34,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 
-from autoinfer.db import Base, Database, UTCDateTime, utcnow
 from autoinfer.errors import NotFound
 from autoinfer.events.model import (
     MAX_BUCKET_CHARS,
@@ -45,6 +44,10 @@ from autoinfer.events.model import (
     S3Event,
 )
 from autoinfer.events.stored_record import stored_record
+from autoinfer.orm import Base, UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from autoinfer.db import Database
 
 #: How much of a rejected body is kept for the operator to look at.
 EXCERPT_CHARS = 2000

@@ -16,14 +16,18 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 from sqlalchemy import Index, String, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from autoinfer.db import Base, Database, UTCDateTime, utcnow
 from autoinfer.errors import AuthError, ConfigError, Conflict, Forbidden, NotFound
+from autoinfer.orm import Base, UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from autoinfer.db import Database
 
 KEY_PREFIX = "ai_"
 BOOTSTRAP_NAME = "bootstrap"

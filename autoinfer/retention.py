@@ -29,21 +29,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Table, delete, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Table, delete, select
 
 from autoinfer.config import RetentionConfig
-from autoinfer.db import Base, Database, utcnow
+from autoinfer.db import Database, utcnow
 from autoinfer.gallery import Gallery
 from autoinfer.inbox import EventRow, Outcome
 from autoinfer.jobs.spec import TERMINAL
 from autoinfer.jobs.store import JobRow, LogRow
+from autoinfer.schema import metadata
 
 log = logging.getLogger("autoinfer.retention")
 
 ENDED = sorted(status.value for status in TERMINAL)
-#: Finds ended jobs by age (made on first use: `create_all` adds no index to an existing table).
-ENDED_INDEX = "CREATE INDEX IF NOT EXISTS ix_jobs_status_updated ON jobs (status, updated_at)"
 
 
 @dataclass
@@ -77,11 +75,6 @@ class RetentionSweep:
         self.config = config
         self.clock = clock
         self.stopping = stopping or threading.Event()
-        try:
-            with db.connection() as connection:
-                connection.execute(text(ENDED_INDEX))
-        except SQLAlchemyError as error:  # a replica made it at the same moment: it is there
-            log.info("retention: index on jobs (status, updated_at) not made here: %s", error)
 
     def run(self) -> SweepReport:
         """One full sweep, batch after batch until nothing expired is left (or `stopping`)."""
@@ -209,7 +202,7 @@ class RetentionSweep:
 def _tables_pointing_at(parent: Table) -> list[tuple[Table, list[str]]]:
     """Each table with a foreign key to `parent`'s id, and its columns that hold it."""
     found = []
-    for table in Base.metadata.sorted_tables:
+    for table in metadata.sorted_tables:
         columns = [
             fk.parent.name
             for fk in table.foreign_keys

@@ -16,15 +16,18 @@ import weakref
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import BaseModel
 from sqlalchemy import String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from autoinfer.db import Base, Database, UTCDateTime, utcnow
 from autoinfer.errors import ConfigError, NotFound
+from autoinfer.orm import Base, UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from autoinfer.db import Database
 
 MASTER_KEY_ENV = "AUTOINFER_MASTER_KEY"
 MASTER_KEY_FILE = "master.key"

@@ -11,6 +11,7 @@ from autoinfer.cli import (
     items,
     jobs,
     keys,
+    migrate,
     notifications,
     push,
     secrets,
@@ -35,5 +36,6 @@ app.command("demo")(demo.demo)
 app.command("push")(push.push)
 app.command("status")(status.status)
 app.command("doctor")(doctor.doctor)
+app.command("migrate")(migrate.migrate)
 
 __all__ = ["app"]

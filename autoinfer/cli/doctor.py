@@ -123,7 +123,7 @@ class Doctor:
         key_file = self.config.data_path / MASTER_KEY_FILE
         if not os.environ.get(MASTER_KEY_ENV) and not key_file.exists():
             return None  # load_master_key would create one: leave that to `serve`
-        secrets = Secrets(Database(url), load_master_key(self.config.data_path))
+        secrets = Secrets(Database(url, upgrade=False), load_master_key(self.config.data_path))
 
         def resolve(value: str) -> str:
             if not value.startswith("secret:"):

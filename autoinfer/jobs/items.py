@@ -9,7 +9,7 @@ in an optional `items.json`. The job's read model carries the counts (`items: {o
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import (
@@ -27,7 +27,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from autoinfer.db import Base, Database
+from autoinfer.orm import Base
+
+if TYPE_CHECKING:
+    from autoinfer.db import Database
 
 ItemStatus = Literal["ok", "error"]
 #: Rows written per INSERT (a job of many thousand images writes in several).

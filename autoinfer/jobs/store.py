@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from autoinfer.db import Base, UTCDateTime, utcnow
+from autoinfer.orm import Base, UTCDateTime, utcnow
 
 
 class JobRow(Base):
@@ -40,7 +40,10 @@ class JobRow(Base):
         back_populates="job", order_by="TransitionRow.id", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (Index("ix_jobs_claim", "status", "not_before"),)
+    __table_args__ = (
+        Index("ix_jobs_claim", "status", "not_before"),
+        Index("ix_jobs_status_updated", "status", "updated_at"),  # retention finds ended jobs
+    )
 
 
 class TransitionRow(Base):

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from autoinfer.db import Base, UTCDateTime, utcnow
+from autoinfer.orm import Base, UTCDateTime, utcnow
 
 
 class NotificationRow(Base):
