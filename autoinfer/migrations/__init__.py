@@ -14,6 +14,7 @@ and prints the missing operations.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ SCHEMA_LOCK_KEY = 0x6175746F696E6672  # "autoinfr"
 #: too: 0002 creates each table and index only if it is missing.
 BASELINE = "0001"
 BASELINE_TABLE = "jobs"
+#: Alembic keeps the running migration's context in a module global: one at a time per process.
+_ALEMBIC_TURN = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -87,10 +90,11 @@ def upgrade_schema(engine: Engine) -> SchemaUpgrade:
         before = MigrationContext.configure(connection).get_current_revision()
         config = alembic_config(connection)
         stamped = _pre_migration_revision(connection) if before is None else None
-        if stamped is not None:
-            command.stamp(config, stamped)
-        if (stamped or before) != head:
-            command.upgrade(config, "head")
+        with _ALEMBIC_TURN:  # taken after the database's lock, never before: no deadlock
+            if stamped is not None:
+                command.stamp(config, stamped)
+            if (stamped or before) != head:
+                command.upgrade(config, "head")
         return SchemaUpgrade(before, stamped, head)
 
 
