@@ -14,18 +14,32 @@ and prints the missing operations.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+log = logging.getLogger("autoinfer.migrations")
+
+
+def _only_the_upgrades(record: logging.LogRecord) -> bool:
+    """Keep alembic's "Running upgrade" lines; drop its set-up chatter (seven plugin lines,
+    and which dialect it works with) from the service's log."""
+    return not record.getMessage().startswith(("Context impl", "Will assume"))
+
+
+# Set before alembic is imported (in the functions below), which is when it logs its plugins.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+logging.getLogger("alembic.runtime.migration").addFilter(_only_the_upgrades)
 
 SCRIPT_LOCATION = str(Path(__file__).resolve().parent)
 #: The PostgreSQL advisory lock that serializes schema changes (any constant would do).
@@ -35,6 +49,7 @@ SCHEMA_LOCK_KEY = 0x6175746F696E6672  # "autoinfr"
 #: too: 0002 creates each table and index only if it is missing.
 BASELINE = "0001"
 BASELINE_TABLE = "jobs"
+VERSION_TABLE = "alembic_version"
 #: Alembic keeps the running migration's context in a module global: one at a time per process.
 _ALEMBIC_TURN = threading.Lock()
 
@@ -57,6 +72,8 @@ class SchemaUpgrade:
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
     """Alembic's configuration, built in code: the script folder in this package, and the
     connection to work on (or a URL, for `alembic` commands run by a developer)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
     if url is not None:
@@ -68,6 +85,8 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
 @functools.cache
 def head_revision() -> str:
     """The newest revision in `versions/`."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory(SCRIPT_LOCATION).get_current_head()
     assert head is not None, "autoinfer/migrations/versions holds no revision"
     return head
@@ -76,18 +95,27 @@ def head_revision() -> str:
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None: no `alembic_version` table)."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return _read_revision(connection)
+
+
+def _read_revision(connection: Connection) -> str | None:
+    # Read directly: alembic's MigrationContext logs two INFO lines each time it is made.
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
 
 def upgrade_schema(engine: Engine) -> SchemaUpgrade:
-    """Bring the database to the head revision; a no-op (one query) when it is there."""
+    """Bring the database to the head revision; when it is there, only a look at its version."""
     head = head_revision()
     found = current_revision(engine)
     if found == head:
         return SchemaUpgrade(found, None, head)
     with _schema_lock(engine) as connection:
         # Read again under the lock: a replica may have migrated while this one waited.
-        before = MigrationContext.configure(connection).get_current_revision()
+        before = _read_revision(connection)
+        from alembic import command
+
         config = alembic_config(connection)
         stamped = _pre_migration_revision(connection) if before is None else None
         with _ALEMBIC_TURN:  # taken after the database's lock, never before: no deadlock
@@ -95,7 +123,10 @@ def upgrade_schema(engine: Engine) -> SchemaUpgrade:
                 command.stamp(config, stamped)
             if (stamped or before) != head:
                 command.upgrade(config, "head")
-        return SchemaUpgrade(before, stamped, head)
+        done = SchemaUpgrade(before, stamped, head)
+    if done.changed:
+        log.info("database schema: %s -> %s", done.stamped or done.before or "empty", head)
+    return done
 
 
 def _pre_migration_revision(connection: Connection) -> str | None:
