@@ -50,6 +50,7 @@ from autoinfer.sandbox import (
 from autoinfer.storage import StorageRegistry, join_uri
 from autoinfer.storage.archives import ArchiveLimits, archive_kind, extract, make_zip
 from autoinfer.storage.budget import ByteBudget
+from autoinfer.storage.in_place import extract_in_place
 
 if TYPE_CHECKING:
     from autoinfer.environments import EnvironmentManager, JobEnvironment
@@ -338,9 +339,11 @@ class Runner:
     def _fetch(self, uri: str, dest: Path, *, what: str) -> None:
         """Download `uri` into `dest`, extracting it when it is an archive."""
         budget = self.spec.resources.disk_size * GIB
+        storage = self.ctx.storage.for_uri(uri)
+        if extract_in_place(storage, uri, dest, self.ctx.archive_limits, budget):
+            return  # a local archive: extracted from where it lies, no copy into scratch
         download_dir = self.workdir / f"download-{what}"
         download_dir.mkdir()
-        storage = self.ctx.storage.for_uri(uri)
         # Sizes checked before copying, bytes counted while copying (InputRejected past it).
         limit = f"the job's disk_size of {self.spec.resources.disk_size} GiB"
         counted = ByteBudget(budget, label=what, limit_text=limit)

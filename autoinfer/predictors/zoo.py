@@ -29,7 +29,7 @@ from autoinfer.errors import ModelError
 from autoinfer.predictors.classifier import Classifier, Label
 from autoinfer.predictors.images import Preprocessing
 
-BUILTIN_MODELS = ("efficientnet_lite0",)
+BUILTIN_MODELS = ("efficientnet_lite0", "efficientnet_lite0_int8")
 LIBRARIES = ("torchvision", "timm")
 _WNID_LINE = re.compile(r"^(n\d{8})\s+(\S.*)$")
 
@@ -122,6 +122,11 @@ def _prepare(
     and labels (None where the graph and the labels file decide)."""
     if ref.kind == "builtin":
         onnx_path, sha, prep = _efficientnet_lite0(cache_dir)
+        if ref.name == "efficientnet_lite0_int8":
+            from autoinfer.predictors.quantize import int8_model
+
+            onnx_path = int8_model(onnx_path, sha, prep)
+            sha = sha256_file(onnx_path)  # its own checksum, not the fp32 weights'
         return onnx_path, sha, prep, imagenet_labels()
     if ref.kind == "onnx":
         assert ref.path is not None

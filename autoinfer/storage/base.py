@@ -68,6 +68,11 @@ class Storage(ABC):
             uploaded.append(target)
         return uploaded
 
+    def local_path(self, uri: str) -> Path | None:
+        """The regular local file `uri` names, when it may be read where it lies instead of
+        being downloaded first (a local store's file); None: download it."""
+        return None
+
     def exists(self, uri: str) -> bool:
         """Whether `stat(uri)` finds an object (a folder or prefix is not one)."""
         try:

@@ -244,6 +244,15 @@ class LocalStorage(Storage):
                 if path.is_file() and self._admits(path):
                     yield path, path.relative_to(folder).as_posix()
 
+    def local_path(self, uri: str) -> Path | None:
+        """The file itself when `uri` names a regular file (not a link, folder or device)."""
+        path = self.path_of(uri)
+        try:
+            st = path.lstat()
+        except OSError:
+            return None
+        return path if stat_mode.S_ISREG(st.st_mode) else None
+
     def download(self, uri: str, dest: Path, budget: ByteBudget | None = None) -> Path:
         """A file lands as `dest/<name>` (returned); a folder's tree is copied below `dest`.
         With a `budget`, the sizes `stat` gives are checked before anything is copied."""
