@@ -107,6 +107,9 @@ class PredictorsConfig(_Strict):
     # (those are for worker commands): their images queue for the pool's workers, so many jobs
     # keep its batches full. None: workers × batch_size, at least 16.
     max_jobs: int | None = Field(None, ge=1, le=4096)
+    # Where built-in models run: "cuda" uses ONNX Runtime's CUDA provider when onnxruntime-gpu
+    # and a CUDA device are there (else the CPU, said in one warning line).
+    device: Literal["cpu", "cuda"] = "cpu"
 
     @property
     def worker_count(self) -> int:

@@ -181,6 +181,7 @@ class AutoInferService:
                     threads_per_worker=settings.threads_per_worker,
                     max_image_pixels=settings.max_image_pixels,
                     worker_memory_mb=settings.worker_memory_mb,
+                    device=settings.device,
                 )
             return self._predictors
 

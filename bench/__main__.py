@@ -9,7 +9,14 @@ Measures, on this machine and in this run:
    latencies; and single small uploads one after another on the warm service (the latency of
    one upload);
 4. the naive way — one fresh process per small zip, PyTorch and ONNX Runtime (`bench.naive`);
-5. peak resident memory of the service process and its workers during (2) and (3).
+5. peak resident memory of the service process and its workers during (2) and (3);
+6. one-image jobs per second — 300 one-image zips dropped at once, then again after 1,000 more
+   jobs are in the database — with GET /v1/jobs and /metrics latency there, and the service
+   process's own CPU time per job (its workers' excluded);
+7. `efficientnet_lite0_int8` against fp32 — bare loop, many small uploads, top-1 agreement.
+
+The service runs the shipped defaults (README's local-folder configuration, nothing tuned); the
+settings are printed with the results.
 
 Prints a table and writes bench/results.json. Module-level imports stay light: the service's
 worker processes are spawned and import this module again.
@@ -29,15 +36,23 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-#: The acceptance targets of issue 5: (figure, comparison, bound).
+#: The acceptance targets of issues 5 and 17: (figure, comparison, bound).
 TARGETS = {
-    "big_upload_ratio": (">=", 0.85),
-    "small_uploads_ratio": (">=", 0.70),
+    "big_upload_ratio": (">=", 0.95),
+    "small_uploads_ratio": (">=", 0.85),
     "small_vs_naive": (">=", 20.0),
     "small_vs_naive_ort": (">=", 3.0),
-    "small_upload_p50_s": ("<=", 0.5),
+    "small_upload_p50_s": ("<=", 0.25),
     "peak_rss_mib": ("<=", 1536.0),
+    "one_image_jobs_ratio": (">=", 0.5),
+    "one_image_jobs_ratio_after": (">=", 0.5),
+    "list_jobs_ms": ("<=", 50.0),
+    "metrics_ms": ("<=", 50.0),
+    "int8_speedup": (">=", 1.8),
+    "int8_small_uploads_ratio": (">=", 0.85),
+    "int8_top1_agreement": (">=", 0.97),
 }
+INT8 = "efficientnet_lite0_int8"
 
 
 @dataclass(frozen=True)
@@ -45,10 +60,12 @@ class Sizes:
     images: int  # the big upload; also split into the small ones
     per_small_zip: int
     singles: int  # small uploads dropped one after another, for their latency
+    one_image_jobs: int  # one-image zips dropped at once (twice)
+    more_jobs: int  # one-image jobs run between the two drops, to grow the database
 
 
-FULL = Sizes(images=500, per_small_zip=5, singles=20)
-QUICK = Sizes(images=100, per_small_zip=5, singles=5)
+FULL = Sizes(images=500, per_small_zip=5, singles=20, one_image_jobs=300, more_jobs=1000)
+QUICK = Sizes(images=100, per_small_zip=5, singles=5, one_image_jobs=50, more_jobs=100)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="model cache (the export)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the run's files here")
     parser.add_argument("--ray", action="store_true", help="also run bench.ray_bench")
+    parser.add_argument("--gpu", action="store_true", help="bare ORT CUDA loop vs the pipeline")
     args = parser.parse_args(argv)
+    if args.gpu:
+        from bench.gpu import main as gpu_main
+
+        return gpu_main(args.cache)
     results = run(QUICK if args.quick else FULL, args.cache, args.workdir, ray=args.ray)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
@@ -73,43 +95,51 @@ def run(sizes: Sizes, cache: Path | None, workdir: Path | None, *, ray: bool) ->
 
     from rich.console import Console
 
-    from autoinfer.config import PredictorsConfig
     from autoinfer.predictors.__main__ import default_cache_dir
     from bench.images import build_images, chunks, write_zip
-    from bench.limit import exported_model, measure_limit
+    from bench.limit import agreement, exported_model, measure_limit
     from bench.naive import measure_naive
-    from bench.pipeline import Tuning
+    from bench.pipeline import bench_config, shipped_settings
 
     console = Console(stderr=True)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     cache = (cache or default_cache_dir()).resolve()
     root = Path(workdir or tempfile.mkdtemp(prefix="autoinfer-bench-")).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    tuning = Tuning(predictors=PredictorsConfig())
-    pool = tuning.predictors
+    settings = shipped_settings(bench_config(root, cache))
+    console.print("shipped defaults: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     cores = os.cpu_count() or 1
-    worker_threads = pool.threads_per_worker or max(1, cores // pool.worker_count)
+    worker_threads = int(settings["predictors.threads_per_worker"])  # type: ignore[call-overload]
+    batch_size = int(settings["predictors.batch_size"])  # type: ignore[call-overload]
     try:
         # Images and the limit in a helper process: neither Pillow's caches nor a second
         # loaded model may count towards the service's memory.
         spawn = multiprocessing.get_context("spawn")
         helper = ProcessPoolExecutor(1, mp_context=spawn)
-        limits: dict[int, float] = {}
+        limits: dict[str, dict[int, float]] = {"efficientnet_lite0": {}, INT8: {}}
 
         def limit_pass() -> None:
             """The limit with each thread count, keeping the best of every pass."""
-            for threads in sorted({worker_threads, cores}):
-                console.print(f"limit: the bare model loop, {threads} runtime thread(s)")
-                ips = helper.submit(
-                    measure_limit, images, cache, batch_size=pool.batch_size, threads=threads
-                ).result()
-                limits[threads] = max(ips, limits.get(threads, 0.0))
+            for model, by_threads in limits.items():
+                for threads in sorted({worker_threads, cores}):
+                    console.print(f"limit: the bare {model} loop, {threads} runtime thread(s)")
+                    ips = helper.submit(
+                        measure_limit,
+                        images,
+                        cache,
+                        batch_size=batch_size,
+                        threads=threads,
+                        model=model,
+                    ).result()
+                    by_threads[threads] = max(ips, by_threads.get(threads, 0.0))
 
         with helper:
             console.print(f"building {sizes.images} images in {root}")
             images = helper.submit(build_images, root / "images", sizes.images).result()
             limit_pass()
             model_path = helper.submit(exported_model, cache).result()
+            console.print("int8: top-1 agreement and top-5 overlap with fp32")
+            agreed = helper.submit(agreement, images, cache).result()
         zips = root / "zips"
         big = write_zip(images, zips / f"big-{sizes.images}.zip")
         groups = chunks(images, sizes.per_small_zip)
@@ -118,7 +148,17 @@ def run(sizes: Sizes, cache: Path | None, workdir: Path | None, *, ray: bool) ->
             write_zip(g, zips / f"single-{i:03d}.zip")
             for i, g in enumerate(groups[: sizes.singles])
         ]
-        service = measure_service(root / "service", cache, tuning, big, smalls, singles, console)
+        ones = [
+            write_zip([images[i % len(images)]], zips / "ones" / f"one-{i:04d}.zip")
+            for i in range(2 * sizes.one_image_jobs + sizes.more_jobs)
+        ]
+        service = measure_service(
+            root / "service", cache, big, smalls, singles, ones, sizes, console
+        )
+        console.print(f"int8: the same service with {INT8}: many small uploads")
+        int8_service = measure_small_uploads(
+            root / "service-int8", cache, INT8, big, smalls, console
+        )
         naive = {}
         for runtime in ("torch", "ort"):
             console.print(f"naive: one fresh {runtime} process per small zip, {cores} at once")
@@ -130,7 +170,8 @@ def run(sizes: Sizes, cache: Path | None, workdir: Path | None, *, ray: bool) ->
     finally:
         if workdir is None:
             shutil.rmtree(root, ignore_errors=True)
-    limit = max(limits.values())
+    limit = max(limits["efficientnet_lite0"].values())
+    int8_limit = max(limits[INT8].values())
     results: dict[str, Any] = {
         "limit_ips": limit,
         "big_upload_ips": service["big_upload_ips"],
@@ -146,21 +187,33 @@ def run(sizes: Sizes, cache: Path | None, workdir: Path | None, *, ray: bool) ->
         "small_vs_naive_ort": service["small_uploads_ips"] / naive["ort"],
         "burst_latency_p50_s": service["burst_p50_s"],
         "burst_latency_p95_s": service["burst_p95_s"],
-        "limit_ips_by_threads": {str(k): v for k, v in limits.items()},
+        "one_image_jobs_per_s": service["one_image_jobs_per_s"],
+        "one_image_jobs_per_s_after": service["one_image_jobs_per_s_after"],
+        "one_image_jobs_ratio": service["one_image_jobs_per_s"] / limit,
+        "one_image_jobs_ratio_after": service["one_image_jobs_per_s_after"] / limit,
+        "jobs_in_database": service["jobs_in_database"],
+        "list_jobs_ms": service["list_jobs_ms"],
+        "metrics_ms": service["metrics_ms"],
+        "service_cpu_ms_per_small_job": service["cpu_ms_per_small_job"],
+        "service_cpu_ms_per_one_image_job": service["cpu_ms_per_one_image_job"],
+        "int8_limit_ips": int8_limit,
+        "int8_speedup": int8_limit / limit,
+        "int8_small_uploads_ips": int8_service["small_uploads_ips"],
+        "int8_small_uploads_ratio": int8_service["small_uploads_ips"] / int8_limit,
+        "int8_top1_agreement": agreed["top1"],
+        "int8_top5_overlap": agreed["top5"],
+        "int8_agreement_images": agreed["images"],
+        "limit_ips_by_threads": {str(k): v for k, v in limits["efficientnet_lite0"].items()},
+        "int8_limit_ips_by_threads": {str(k): v for k, v in limits[INT8].items()},
         "sizes": {
             "images": sizes.images,
             "small_zips": len(smalls),
             "images_per_small_zip": sizes.per_small_zip,
             "single_uploads": len(singles),
+            "one_image_jobs": sizes.one_image_jobs,
+            "more_jobs": sizes.more_jobs,
         },
-        "settings": {
-            "settle_s": tuning.settle_s,
-            "max_jobs": tuning.max_jobs,
-            "workers": pool.worker_count,
-            "threads_per_worker": worker_threads,
-            "batch_size": pool.batch_size,
-            "max_wait_ms": pool.max_wait_ms,
-        },
+        "settings": settings,
         "machine": machine(),
         # Other work on the machine skews every figure: the 1-minute load average before and
         # after the run (about 2 while the bench runs alone on 2 cores).
@@ -185,18 +238,19 @@ def run(sizes: Sizes, cache: Path | None, workdir: Path | None, *, ray: bool) ->
 def measure_service(
     root: Path,
     cache: Path,
-    tuning: Any,
     big: Path,
     smalls: list[Path],
     singles: list[Path],
+    ones: list[Path],
+    sizes: Sizes,
     console: Any,
 ) -> dict[str, float]:
-    """(2), (3) and (5) on one running service, warmed up first."""
+    """(2), (3), (5) and (6) on one running service, warmed up first."""
     from bench.images import images_in
     from bench.memory import PeakRss
-    from bench.pipeline import BenchService, percentile
+    from bench.pipeline import BenchService, percentile, service_cpu_s
 
-    with BenchService(root, cache, tuning) as bench:
+    with BenchService(root, cache) as bench:
         console.print("service: warming up (every worker loaded)")
         bench.warm_up(big)
         with PeakRss() as peak:
@@ -207,8 +261,30 @@ def measure_service(
             for upload in singles:
                 latencies += bench.run([upload]).latencies
             console.print(f"pipeline: {len(smalls)} small uploads dropped at once")
+            cpu = service_cpu_s()
             burst = bench.run(smalls)
+            cpu_small = (service_cpu_s() - cpu) / len(smalls)
         bench.check({z.stem: images_in(z) for z in [big, *singles, *smalls]})
+        first, more, last = (
+            ones[: sizes.one_image_jobs],
+            ones[sizes.one_image_jobs : -sizes.one_image_jobs],
+            ones[-sizes.one_image_jobs :],
+        )
+        console.print(f"pipeline: {len(first)} one-image uploads dropped at once")
+        cpu = service_cpu_s()
+        one_first = bench.run(first)
+        cpu_one = (service_cpu_s() - cpu) / len(first)
+        console.print(f"pipeline: {len(more)} more one-image jobs into the database")
+        bench.run(more)
+        jobs_in_database = bench.job_count()
+        console.print(
+            f"pipeline: {len(last)} one-image uploads dropped at once ({jobs_in_database} jobs in the database)"
+        )
+        one_after = bench.run(last)
+        list_ms, metrics_ms = bench.api_latency_ms()
+        console.print(
+            f"api: GET /v1/jobs {list_ms:.1f} ms, GET /metrics {metrics_ms:.1f} ms (median)"
+        )
     return {
         "big_upload_ips": images_in(big) / big_timings.span_s,
         "small_uploads_ips": sum(images_in(z) for z in smalls) / burst.span_s,
@@ -217,7 +293,28 @@ def measure_service(
         "burst_p50_s": percentile(burst.latencies, 50),
         "burst_p95_s": percentile(burst.latencies, 95),
         "peak_rss_mib": peak.mib,
+        "one_image_jobs_per_s": len(first) / one_first.span_s,
+        "one_image_jobs_per_s_after": len(last) / one_after.span_s,
+        "jobs_in_database": jobs_in_database,
+        "list_jobs_ms": list_ms,
+        "metrics_ms": metrics_ms,
+        "cpu_ms_per_small_job": cpu_small * 1000,
+        "cpu_ms_per_one_image_job": cpu_one * 1000,
     }
+
+
+def measure_small_uploads(
+    root: Path, cache: Path, model: str, big: Path, smalls: list[Path], console: Any
+) -> dict[str, float]:
+    """(3) alone, on a service whose trigger runs `model`."""
+    from bench.images import images_in
+    from bench.pipeline import BenchService
+
+    with BenchService(root, cache, model) as bench:
+        bench.warm_up(big)
+        burst = bench.run(smalls)
+        bench.check({z.stem: images_in(z) for z in smalls})
+    return {"small_uploads_ips": sum(images_in(z) for z in smalls) / burst.span_s}
 
 
 def measure_ray(cache: Path, console: Any) -> dict[str, float] | None:
@@ -319,6 +416,55 @@ def print_table(results: dict[str, Any]) -> None:
         "",
         verdict("peak_rss_mib"),
     )
+    table.add_section()
+    table.add_row(
+        f"(6) one-image jobs/s, {results['sizes']['one_image_jobs']} dropped at once",
+        f"{results['one_image_jobs_per_s']:.1f}",
+        f"{results['one_image_jobs_ratio']:.2f}",
+        verdict("one_image_jobs_ratio"),
+    )
+    table.add_row(
+        f"(6) the same with {results['jobs_in_database']} jobs in the database",
+        f"{results['one_image_jobs_per_s_after']:.1f}",
+        f"{results['one_image_jobs_ratio_after']:.2f}",
+        verdict("one_image_jobs_ratio_after"),
+    )
+    table.add_row(
+        "(6) GET /v1/jobs, GET /metrics there: median (ms)",
+        f"{results['list_jobs_ms']:.1f} / {results['metrics_ms']:.1f}",
+        "",
+        f"{verdict('list_jobs_ms')} / {verdict('metrics_ms')}",
+    )
+    table.add_row(
+        "(6) service process CPU per job: small upload / one-image (ms)",
+        f"{results['service_cpu_ms_per_small_job']:.1f} / "
+        f"{results['service_cpu_ms_per_one_image_job']:.1f}",
+        "",
+        "",
+    )
+    table.add_section()
+    by_threads = ", ".join(
+        f"{t} thr {v:.1f}" for t, v in results["int8_limit_ips_by_threads"].items()
+    )
+    table.add_row(
+        f"(7) int8 limit: bare loop, best of ({by_threads})",
+        f"{results['int8_limit_ips']:.1f}",
+        f"÷ fp32 = {results['int8_speedup']:.2f}",
+        verdict("int8_speedup"),
+    )
+    table.add_row(
+        "(7) int8 pipeline, many small uploads at once",
+        f"{results['int8_small_uploads_ips']:.1f}",
+        f"{results['int8_small_uploads_ratio']:.2f}",
+        verdict("int8_small_uploads_ratio"),
+    )
+    table.add_row(
+        f"(7) int8 vs fp32 on {results['int8_agreement_images']} images: top-1 agreement "
+        f"(top-5 overlap {results['int8_top5_overlap']:.3f})",
+        f"{results['int8_top1_agreement']:.3f}",
+        "",
+        verdict("int8_top1_agreement"),
+    )
     if "ray" in results:
         table.add_section()
         for key, value in results["ray"].items():
@@ -326,7 +472,7 @@ def print_table(results: dict[str, Any]) -> None:
     console = Console(width=max(100, Console().width))
     console.print(table)
     settings = ", ".join(f"{k}={v}" for k, v in results["settings"].items())
-    console.print(f"settings: {settings}", highlight=False)
+    console.print(f"shipped defaults, nothing overridden: {settings}", highlight=False)
     machine_info = results["machine"]
     load = results["load_average"]
     console.print(

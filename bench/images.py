@@ -102,3 +102,18 @@ def images_in(archive: Path) -> int:
 def chunks(images: Sequence[Path], size: int) -> list[list[Path]]:
     """`images` cut into consecutive groups of `size`."""
     return [list(images[start : start + size]) for start in range(0, len(images), size)]
+
+
+def real_photos(folder: Path) -> list[Path]:
+    """Every real photo the tests and the demo classify, as files in `folder`: the seed images
+    and the demo's scikit-image photos (written as the demo writes them)."""
+    from skimage import data
+
+    with zipfile.ZipFile(SEED_ZIP) as archive:
+        archive.extractall(folder)
+        paths = [folder / name for name in sorted(archive.namelist())]
+    for name in ("chelsea", "coffee", "rocket", "astronaut"):
+        path = folder / f"{name}.jpg"
+        Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB").save(path, quality=92)
+        paths.append(path)
+    return paths

@@ -7,6 +7,7 @@ the same images: decode a batch, run it, take the top 5, repeat. Nothing is writ
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,3 +50,26 @@ def exported_model(cache_dir: Path) -> Path:
     from autoinfer.predictors.zoo import _efficientnet_lite0
 
     return _efficientnet_lite0(cache_dir)[0]
+
+
+def agreement(images: Sequence[Path], cache_dir: Path) -> dict[str, float]:
+    """How often `efficientnet_lite0_int8` agrees with fp32 on `images` plus every real photo
+    the tests use (the seed images and scikit-image's photos): top-1 agreement and the mean
+    share of the fp32 top 5 that the int8 top 5 also holds."""
+    from bench.images import real_photos
+
+    fp32 = load_classifier("efficientnet_lite0", cache_dir, threads=1)
+    int8 = load_classifier("efficientnet_lite0_int8", cache_dir, threads=1)
+    prep = fp32.preprocessing
+    crops = [decode_image(path, prep.size, prep.resize) for path in images]
+    with tempfile.TemporaryDirectory() as folder:
+        photos = real_photos(Path(folder))
+        crops += [decode_image(path, prep.size, prep.resize) for path in photos]
+    top1 = overlap = 0.0
+    for start in range(0, len(crops), 32):
+        batch = np.stack(crops[start : start + 32])
+        a, b = fp32.predict_crops(batch), int8.predict_crops(batch)
+        top1 += float((a.argmax(1) == b.argmax(1)).sum())
+        five_a, five_b = np.argsort(-a, 1)[:, :5], np.argsort(-b, 1)[:, :5]
+        overlap += sum(len(set(x) & set(y)) / 5 for x, y in zip(five_a, five_b, strict=True))
+    return {"top1": top1 / len(crops), "top5": overlap / len(crops), "images": len(crops)}

@@ -17,19 +17,13 @@ import statistics
 import time
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from autoinfer.cli.demo import BUCKET, classify_incoming_trigger
-from autoinfer.config import (
-    Config,
-    ExecutorConfig,
-    PredictorsConfig,
-    SourceConfig,
-    StoreConfig,
-)
+from autoinfer.config import Config, SourceConfig, StoreConfig
 
 if TYPE_CHECKING:
     from autoinfer.api.server import BackgroundServer
@@ -37,26 +31,40 @@ if TYPE_CHECKING:
 POLL_S = 0.2  # how often the result folder is looked at (the times come from ctime)
 
 
-@dataclass(frozen=True)
-class Tuning:
-    """The service settings the bench runs with (all of them plain `autoinfer.yaml` fields)."""
-
-    settle_s: float = 0.05  # the zips appear complete (renamed in): no need to wait long
-    max_jobs: int = 8  # jobs of built-in models wait on the shared pool, not on cores
-    predictors: PredictorsConfig = field(default_factory=PredictorsConfig)
-
-
-def bench_config(root: Path, cache_dir: Path, tuning: Tuning) -> Config:
-    """The reference workflow's configuration (README "Running the service"), tuned."""
+def bench_config(root: Path, cache_dir: Path, model: str = "efficientnet_lite0") -> Config:
+    """The reference workflow's configuration as README "Running the service" writes it: a
+    local store, a watch source, the classify-incoming trigger; every setting at its shipped
+    default (only the folders and, for the int8 run, the trigger's model differ)."""
+    trigger = classify_incoming_trigger()
+    if model != "efficientnet_lite0":
+        job = dict(trigger.job or {})
+        job["model"] = {**job["model"], "source_uri": model}
+        trigger = trigger.model_copy(update={"job": job})
     return Config(
         data_dir=root / "state",
         cache_dir=cache_dir,
         stores={"local": StoreConfig(type="local", root=str(root / "buckets"))},
-        sources=[SourceConfig(type="watch", store="local", settle_s=tuning.settle_s)],
-        triggers=[classify_incoming_trigger()],
-        executor=ExecutorConfig(type="local", max_jobs=tuning.max_jobs),
-        predictors=tuning.predictors,
+        sources=[SourceConfig(type="watch", store="local")],
+        triggers=[trigger],
     )
+
+
+def shipped_settings(config: Config) -> dict[str, object]:
+    """The settings that decide the service's speed, as the bench runs them (the defaults)."""
+    import os
+
+    pool = config.predictors
+    workers = pool.worker_count
+    return {
+        "watch.settle_s": config.sources[0].settle_s,
+        "executor.max_jobs": config.executor.max_jobs,
+        "predictors.workers": workers,
+        "predictors.threads_per_worker": pool.threads_per_worker
+        or max(1, (os.cpu_count() or 1) // workers),
+        "predictors.batch_size": pool.batch_size,
+        "predictors.max_wait_ms": pool.max_wait_ms,
+        "predictors.max_jobs": pool.job_limit,
+    }
 
 
 @dataclass
@@ -77,13 +85,13 @@ class Timings:
 
 
 class BenchService:
-    """`with BenchService(root, cache, tuning) as service:` a running service to drop zips into."""
+    """`with BenchService(root, cache) as service:` a running service to drop zips into."""
 
-    def __init__(self, root: Path, cache_dir: Path, tuning: Tuning) -> None:
+    def __init__(self, root: Path, cache_dir: Path, model: str = "efficientnet_lite0") -> None:
         self.root = root
         self.incoming = root / "buckets" / BUCKET / "incoming"
         self.processed = root / "buckets" / BUCKET / "processed"
-        self.config = bench_config(root, cache_dir, tuning)
+        self.config = bench_config(root, cache_dir, model)
         self._server: BackgroundServer | None = None
 
     def __enter__(self) -> Self:
@@ -152,6 +160,28 @@ class BenchService:
             time.sleep(POLL_S)
         return results
 
+    def job_count(self) -> int:
+        return self.service.jobs.list(limit=1)[1]
+
+    def api_latency_ms(self, requests: int = 21) -> tuple[float, float]:
+        """Median milliseconds of GET /v1/jobs (the dashboard's first page) and GET /metrics,
+        over real HTTP on loopback."""
+        import httpx
+
+        assert self._server is not None
+        headers = {"Authorization": f"Bearer {self.service.api_key}"}
+        medians = []
+        with httpx.Client(base_url=self._server.url, headers=headers, timeout=30) as client:
+            for path in ("/v1/jobs", "/metrics"):
+                client.get(path).raise_for_status()
+                times = []
+                for _ in range(requests):
+                    started = time.perf_counter()
+                    client.get(path).raise_for_status()
+                    times.append((time.perf_counter() - started) * 1000)
+                medians.append(statistics.median(times))
+        return medians[0], medians[1]
+
     def check(self, expected: dict[str, int]) -> None:
         """Every job finished, and each result zip holds one classified prediction per image."""
         jobs = {job.name: job for job in self.service.jobs.list(limit=100_000)[0]}
@@ -164,6 +194,15 @@ class BenchService:
                 predictions = [n for n in archive.namelist() if n.endswith("_pred.json")]
             if len(predictions) != images:
                 raise RuntimeError(f"{name}.zip: {len(predictions)} predictions, not {images}")
+
+
+def service_cpu_s() -> float:
+    """CPU seconds this process (the in-process service: API, watch source, executor, pool's
+    feeding threads; not its worker processes) has used so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -18,6 +18,7 @@ dies fails only the jobs whose images it held; the next one is started in its pl
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -30,12 +31,14 @@ from typing import Any, Self
 from autoinfer.errors import JobStopped, ModelError
 from autoinfer.gallery import MAX_ITEMS, Thumbnails
 from autoinfer.predictors.classifier import prediction_paths, write_manifest, write_prediction
+from autoinfer.predictors.devices import select_providers
 from autoinfer.predictors.images import Preprocessing, find_images
 from autoinfer.predictors.limits import DEFAULT_MAX_PIXELS, DEFAULT_WORKER_MEMORY_MB
 from autoinfer.predictors.worker import Worker
 from autoinfer.predictors.zoo import ModelRef, resolve_source
 
 Progress = Callable[[int, int], None]
+log = logging.getLogger("autoinfer.predictors")
 #: Receives each batch of prediction records (`{"file", "classes"}` or `{"file", "error"}`).
 OnItems = Callable[[list[dict[str, Any]]], None]
 _POLL_S = 0.05  # how often a waiting job looks at its `cancelled` event
@@ -58,6 +61,7 @@ class PredictorPool:
         threads_per_worker: int | None = None,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         worker_memory_mb: int | None = DEFAULT_WORKER_MEMORY_MB,
+        device: str = "cpu",
     ) -> None:
         if workers < 1 or batch_size < 1:
             raise ValueError("workers and batch_size must be at least 1")
@@ -71,6 +75,10 @@ class PredictorPool:
         self.worker_memory_mb = worker_memory_mb
         # ONNX Runtime threads per worker process; by default the cores shared out.
         self.threads_per_worker = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+        # ONNX Runtime's execution providers for `device`; a GPU asked for but absent: one line.
+        self.providers, self.device_note = select_providers(device)
+        if self.device_note is not None:
+            log.warning("%s", self.device_note)
         self._lock = threading.Lock()
         self._models: dict[tuple[Any, ...], _Model] = {}
         self._closed = False

@@ -82,7 +82,15 @@ class Worker:
         ours, theirs = context.Pipe(duplex=True)
         pool = self.model.pool
         limits = (pool.max_image_pixels, pool.worker_memory_mb)
-        args = (theirs, self.model.source, self.model.labels_uri, str(cache_dir), threads, *limits)
+        args = (
+            theirs,
+            self.model.source,
+            self.model.labels_uri,
+            str(cache_dir),
+            threads,
+            *limits,
+            pool.providers,
+        )
         self.process = context.Process(
             target=serve, args=args, name="autoinfer-predictor", daemon=True
         )
@@ -167,8 +175,10 @@ def serve(
     threads: int,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     memory_mb: int | None = DEFAULT_WORKER_MEMORY_MB,
+    providers: list[str] | None = None,
 ) -> None:
-    """A worker process: load the model once, then answer batches until told to stop.
+    """A worker process: load the model once (on ONNX Runtime's `providers`, default CPU),
+    then answer batches until told to stop.
 
     Protocol on `conn`: it sends ("ready", info, preprocessing) or ("error", reason) first; then
     for each batch (paths, wants_thumbnail flags) received, ("ok", [(record, thumbnail jpeg or
@@ -178,7 +188,9 @@ def serve(
     from autoinfer.predictors.zoo import load_classifier
 
     try:
-        classifier = load_classifier(source, Path(cache_dir), labels_uri, threads=threads)
+        classifier = load_classifier(
+            source, Path(cache_dir), labels_uri, threads=threads, providers=providers
+        )
     except AutoInferError as error:
         conn.send(("error", str(error)))
         return
