@@ -29,7 +29,7 @@ from autoinfer.jobs.service import JobService, NewJob, deterministic_job_id
 from autoinfer.jobs.spec import JobSpec
 from autoinfer.logging_setup import log_context
 from autoinfer.storage.registry import StorageRegistry
-from autoinfer.trigger_guards import check_buckets, check_loops
+from autoinfer.triggers.guards import check_buckets, check_loops
 from autoinfer.triggers import LambdaContext, Locator, S3Locator, Trigger
 
 log = logging.getLogger("autoinfer.pipeline")

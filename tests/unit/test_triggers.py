@@ -15,7 +15,7 @@ from autoinfer.errors import ConfigError, SpecError
 from autoinfer.events.model import S3Event
 from autoinfer.jobs.spec import safe_file_name
 from autoinfer.storage.local import LocalStore
-from autoinfer.trigger_guards import check_buckets, check_loops
+from autoinfer.triggers.guards import check_buckets, check_loops
 from autoinfer.triggers import (
     LambdaContext,
     S3Locator,

@@ -8,7 +8,7 @@ SDK. While it runs, `current_idempotency_key` holds a key derived from the trigg
 event: the SDK sends it as `Idempotency-Key` (the n-th job of one call that key + `-n`), so a
 redelivered event never makes a second job, and a handler may still create several.
 
-The config-time guards on triggers (loops, unserved buckets) live in `trigger_guards`.
+The config-time guards on triggers (loops, unserved buckets) live in `triggers.guards`.
 """
 
 from __future__ import annotations
