@@ -36,6 +36,7 @@ from autoinfer.jobs.service import JobResult, JobService
 from autoinfer.jobs.spec import JobSpec, Status, safe_file_name
 from autoinfer.resume import checkpoint_folder, classify_resuming, discard
 from autoinfer.retrying import retry_transient
+from autoinfer.text import one_line
 from autoinfer.sandbox import (
     BaseInterpreter,
     PathPolicy,
@@ -624,12 +625,6 @@ def kill_process_group(process: subprocess.Popen) -> None:  # type: ignore[type-
             return
         except subprocess.TimeoutExpired:
             continue
-
-
-def one_line(text: str, limit: int = 500) -> str:
-    """Collapse text into a single line of at most `limit` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def tree_size(folder: Path) -> int:
