@@ -13,7 +13,8 @@ from autoinfer.db import Database, default_url
 from autoinfer.disk_usage import DataDirUsage
 from autoinfer.environments import EnvironmentManager
 from autoinfer.errors import AuthError, Conflict
-from autoinfer.executors import Executor, LocalExecutor
+from autoinfer.executors import Executor
+from autoinfer.executors.registry import make_executor
 from autoinfer.file_modes import private_file, secure_data_dir
 from autoinfer.gallery import Gallery
 from autoinfer.housekeeping import Housekeeping, PeriodicTask
@@ -142,26 +143,7 @@ class AutoInferService:
         self.db.dispose()
 
     def _make_executor(self) -> Executor:
-        settings = self.config.executor
-        if settings.type == "ray":
-            from autoinfer.executors.ray import RayExecutor  # optional extra
-
-            return RayExecutor(
-                self.runner_context,
-                settings,
-                cache_dir=self.config.cache_path,
-                predictors=self.config.predictors,
-            )
-        from autoinfer.executors.gpus import configured_inventory
-
-        gpus = None if self.config.gpus is None else configured_inventory(self.config.gpus)
-        return LocalExecutor(
-            self.runner_context,
-            max_jobs=settings.max_jobs,
-            lease_s=settings.lease_s,
-            gpus=gpus,
-            pool_jobs=self.config.predictors.job_limit,
-        )
+        return make_executor(self.runner_context, self.config)
 
     # --- predictors (the warm pool, created on first use) -------------------------------
 

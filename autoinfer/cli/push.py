@@ -52,9 +52,7 @@ def push(
 
 def upload_with_progress(storage: Storage, file: Path, target: str) -> ObjectInfo:
     """Upload, showing a bar of bytes sent on stderr where the backend reports them (S3)."""
-    from autoinfer.storage.s3 import S3Storage
-
-    if not isinstance(storage, S3Storage):
+    if not storage.reports_progress:
         return storage.upload(file, target)  # a local copy: nothing to wait for
     columns = (
         TextColumn("{task.description}"),
@@ -65,4 +63,4 @@ def upload_with_progress(storage: Storage, file: Path, target: str) -> ObjectInf
     )
     with Progress(*columns, console=errors, transient=True) as bar:
         task = bar.add_task(safe_text(f"uploading {file.name}"), total=file.stat().st_size)
-        return storage.upload(file, target, progress=lambda sent: bar.advance(task, sent))
+        return storage.upload_with_progress(file, target, lambda sent: bar.advance(task, sent))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +34,9 @@ class Storage(ABC):
     schemes: tuple[str, ...] = ()
     #: Whether `upload` is supported (http is input-only).
     writable: bool = True
+    #: Whether `upload_with_progress` reports bytes as they are sent (a remote store; a
+    #: local copy has nothing to wait for).
+    reports_progress: bool = False
 
     @abstractmethod
     def stat(self, uri: str) -> ObjectInfo:
@@ -67,6 +70,13 @@ class Storage(ABC):
             self.upload(path, target)
             uploaded.append(target)
         return uploaded
+
+    def upload_with_progress(
+        self, src: Path, uri: str, progress: Callable[[int], None]
+    ) -> ObjectInfo:
+        """`upload`, calling `progress(n)` as each further `n` bytes are sent where the backend
+        reports progress (`reports_progress`); others just upload."""
+        return self.upload(src, uri)
 
     def local_path(self, uri: str) -> Path | None:
         """The regular local file `uri` names, when it may be read where it lies instead of

@@ -120,6 +120,7 @@ class S3Storage(Storage):
 
     schemes = ("s3",)
     writable = True
+    reports_progress = True
 
     def __init__(
         self,
@@ -320,6 +321,11 @@ class S3Storage(Storage):
         return self.stat(uri)
 
     # -- internals --------------------------------------------------------------------------
+
+    def upload_with_progress(
+        self, src: Path, uri: str, progress: Callable[[int], None]
+    ) -> ObjectInfo:
+        return self.upload(src, uri, progress=progress)
 
     def _head(self, uri: str, bucket: str, key: str) -> ObjectInfo | None:
         """The object's info, None if there is none (404); StorageError on any other failure."""

@@ -1,0 +1,48 @@
+"""Which executor a configuration names: `executor.type` → the factory that builds it.
+
+The one place that knows which executors exist; the service asks `make_executor` and never
+which kind it got.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autoinfer.config import Config
+    from autoinfer.executors.base import Executor
+    from autoinfer.runner import RunnerContext
+
+#: Builds an executor for the service's configuration, running jobs in `ctx`.
+ExecutorFactory = Callable[["RunnerContext", "Config"], "Executor"]
+
+
+def _local(ctx: RunnerContext, config: Config) -> Executor:
+    from autoinfer.executors.gpus import configured_inventory
+    from autoinfer.executors.local import LocalExecutor
+
+    gpus = None if config.gpus is None else configured_inventory(config.gpus)
+    return LocalExecutor(
+        ctx,
+        max_jobs=config.executor.max_jobs,
+        lease_s=config.executor.lease_s,
+        gpus=gpus,
+        pool_jobs=config.predictors.job_limit,
+    )
+
+
+def _ray(ctx: RunnerContext, config: Config) -> Executor:
+    from autoinfer.executors.ray import RayExecutor  # the optional `ray` extra
+
+    return RayExecutor(
+        ctx, config.executor, cache_dir=config.cache_path, predictors=config.predictors
+    )
+
+
+EXECUTORS: dict[str, ExecutorFactory] = {"local": _local, "ray": _ray}
+
+
+def make_executor(ctx: RunnerContext, config: Config) -> Executor:
+    """The executor `config.executor.type` names (the config model allows only known ones)."""
+    return EXECUTORS[config.executor.type](ctx, config)
