@@ -19,18 +19,17 @@ from typing import Any
 from autoinfer.config import Config, SourceConfig
 from autoinfer.db import Database
 from autoinfer.errors import AutoInferError, ConfigError, NotFound
+from autoinfer.events.builders import SourceContext, build_source
 from autoinfer.events.model import RejectedRecord, S3Event
-from autoinfer.events.poll import PollSource
 from autoinfer.events.source import Source, source_name
-from autoinfer.events.watch import WatchSource
 from autoinfer.events.webhook import WebhookSource
-from autoinfer.inbox import Dispatch, EventRecord, Inbox, Outcome, Settlement, SourceCursor
+from autoinfer.inbox import Dispatch, EventRecord, Inbox, Outcome, Settlement
 from autoinfer.jobs.service import JobService, NewJob, deterministic_job_id
 from autoinfer.jobs.spec import JobSpec
 from autoinfer.logging_setup import log_context
 from autoinfer.storage.registry import StorageRegistry
-from autoinfer.triggers.guards import check_buckets, check_loops
 from autoinfer.triggers import LambdaContext, Locator, S3Locator, Trigger
+from autoinfer.triggers.guards import check_buckets, check_loops
 
 log = logging.getLogger("autoinfer.pipeline")
 
@@ -323,72 +322,21 @@ class EventPipeline:
     # --- sources ------------------------------------------------------------------------
 
     def _build_source(self, index: int, config: SourceConfig, settle_s: float | None) -> Source:
-        where = f"sources[{index}] ({config.type})"
         name = source_name(config)
         if name in self._source_stores:
             name = f"{name}#{index}"
-        store = config.store
-        if store is not None and store not in self.config.stores:
-            known = ", ".join(sorted(self.config.stores)) or "none"
-            raise ConfigError(f"{where}: store {store!r} is not configured (configured: {known})")
-        if config.type == "watch":
-            local = self._local_store_for(config, where)
-            store = local.name
-            source: Source = WatchSource(
-                name,
-                local,
-                self.ingest,
-                SourceCursor(self.db, name),
-                rescan_s=config.rescan_s,
-                settle_s=config.settle_s if settle_s is None else settle_s,
-            )
-        elif config.type == "webhook":
-            source = WebhookSource(name, config.token, store)
-        elif config.type == "poll":
-            if not config.bucket:
-                raise ConfigError(f"{where}: a poll source needs a `bucket`")
-            if store is None and len(self.config.stores) == 1:
-                store = next(iter(self.config.stores))
-            if store is None:
-                raise ConfigError(f"{where}: name the `store` to poll")
-            locator = self.storage.local_stores.get(store) or S3Locator()
-            source = PollSource(
-                name,
-                self.storage,
-                locator,
-                config.bucket,
-                config.prefix,
-                self.ingest,
-                SourceCursor(self.db, name),
-                interval_s=config.interval_s,
-                backfill=config.backfill,
-            )
-        else:  # sqs: boto3 is imported only when a queue is configured
-            from autoinfer.events.sqs import SqsSource
-
-            source = SqsSource.from_config(
-                name,
-                config,
-                self.config.stores,
-                self.resolve_secret,
-                self.ingest,
-                reject=self.reject,
-            )
+        ctx = SourceContext(
+            self.config,
+            self.db,
+            self.storage,
+            self.ingest,
+            self.reject,
+            self.resolve_secret,
+            settle_s,
+        )
+        source, store = build_source(ctx, index, config, name)
         self._source_stores[name] = store
         return source
-
-    def _local_store_for(self, config: SourceConfig, where: str):  # type: ignore[no-untyped-def]
-        local = self.storage.local_stores
-        if config.store is not None:
-            try:
-                return self.storage.local_store(config.store)
-            except ConfigError as error:
-                raise ConfigError(f"{where}: {error}") from None
-        if len(local) == 1:
-            return next(iter(local.values()))
-        raise ConfigError(
-            f"{where}: name the local `store` to watch (local stores: {', '.join(local) or 'none'})"
-        )
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from autoinfer.events.kinds import source_kind
 from autoinfer.events.model import S3Event
 
 if TYPE_CHECKING:
@@ -36,8 +37,4 @@ def source_name(config: SourceConfig) -> str:
 
     `watch:local`, `webhook:lake`, `poll:lake:data/incoming/`, `sqs:<queue url>`.
     """
-    if config.type == "poll":
-        return f"poll:{config.store or ''}:{config.bucket or ''}/{config.prefix}"
-    if config.type == "sqs":
-        return f"sqs:{config.queue_url or ''}"
-    return f"{config.type}:{config.store}" if config.store else config.type
+    return source_kind(config).name(config)

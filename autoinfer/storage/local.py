@@ -356,6 +356,11 @@ class LocalStore(LocalStorage):
         path = Path(os.path.normpath(path.absolute()))
         return path.is_relative_to(self.root) or path.is_relative_to(self._real_root)
 
+    def place(self, uri: str) -> tuple[str, str] | None:
+        """`locate` for a URI inside the root (StorageError for the root itself); None
+        for one outside it (the triggers' Locator protocol)."""
+        return self.locate(uri) if self.contains(uri) else None
+
     def locate(self, uri: str) -> tuple[str, str]:
         """(bucket, key) of a path or `file://` URI inside the root; StorageError otherwise."""
         bucket, key, _ = self._located(uri)

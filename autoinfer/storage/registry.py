@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from autoinfer.errors import ConfigError, StorageError
 from autoinfer.storage.base import Storage
 from autoinfer.storage.http import HttpStorage
+from autoinfer.storage.kinds import stores_of_type
 from autoinfer.storage.local import LocalStorage, LocalStore, path_from_uri
 
 if TYPE_CHECKING:
@@ -52,9 +53,7 @@ class StorageRegistry:
         self._http = HttpStorage(timeout=http_timeout)
         self._factories: dict[str, StorageFactory] = {}
         self._local_stores: dict[str, LocalStore] = {}
-        for name, config in self._configs.items():
-            if config.type != "local":
-                continue
+        for name, config in stores_of_type(self._configs, "local"):
             if not config.root:
                 raise ConfigError(f"stores.{name}: a local store needs a `root` folder")
             self._local_stores[name] = LocalStore(config.root, name=name, base_dir=self.base_dir)

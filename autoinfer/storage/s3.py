@@ -44,6 +44,7 @@ from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceede
 from autoinfer.errors import ConfigError, StorageError
 from autoinfer.storage.base import ObjectInfo, Storage
 from autoinfer.storage.budget import ByteBudget
+from autoinfer.storage.kinds import stores_of_type
 
 if TYPE_CHECKING:
     from autoinfer.config import StoreConfig
@@ -580,7 +581,7 @@ def choose_store(
 ) -> tuple[str, StoreConfig] | None:
     """The S3 store serving `bucket`: the only one; else the first whose `buckets` patterns
     (when the config has them) match; else the first S3 store; None when there is none."""
-    s3_stores = [(name, config) for name, config in store_configs.items() if config.type == "s3"]
+    s3_stores = stores_of_type(store_configs, "s3")
     if len(s3_stores) <= 1:
         return s3_stores[0] if s3_stores else None
     for name, config in s3_stores:

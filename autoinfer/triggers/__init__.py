@@ -28,12 +28,12 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from autoinfer import output_names
 from autoinfer.config import TriggerConfig
 from autoinfer.errors import ConfigError, SpecError, StorageError
 from autoinfer.events.model import S3Event, event_matches, normalise_event_name
 from autoinfer.jobs.service import deterministic_job_id
 from autoinfer.jobs.spec import JOB_NAME_PATTERN, JobSpec, parse_spec
-from autoinfer import output_names
 
 # The SDK owns the variable (it reads it in `jobs.create`); this module sets it around each
 # handler call. Exported here under the name the dispatcher documents.
@@ -61,13 +61,28 @@ _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 class Locator(Protocol):
     """Names objects in one store's URI scheme (LocalStore: file://; S3Locator: s3://)."""
 
+    name: str
+
     def uri_for(self, bucket: str, key: str) -> str: ...
 
     def bucket_uri(self, bucket: str) -> str: ...
 
+    def place(self, uri: str) -> tuple[str, str] | None:
+        """(bucket, key) of `uri` when it names an object of this store, else None;
+        StorageError when it lies in the store but names no bucket (the store's root)."""
+        ...
+
 
 class S3Locator:
     """`s3://bucket/key` names, for S3-compatible stores and sources without a store."""
+
+    name = "s3"
+
+    def place(self, uri: str) -> tuple[str, str] | None:
+        if not uri.startswith("s3://"):
+            return None
+        bucket, _, key = uri[5:].partition("/")
+        return (bucket, key) if bucket else None
 
     def uri_for(self, bucket: str, key: str) -> str:
         return f"s3://{bucket}/{key}"

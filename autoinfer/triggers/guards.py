@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from autoinfer.config import Config
 from autoinfer.errors import ConfigError, StorageError
+from autoinfer.events.kinds import source_kind
 from autoinfer.events.model import event_matches
+from autoinfer.storage.kinds import store_kind
 from autoinfer.storage.local import LocalStore
 from autoinfer.triggers import Locator, S3Locator, Trigger, render_template
 
@@ -121,11 +123,11 @@ def check_buckets(
     S3 stores and webhook/SQS sources can deliver any bucket; otherwise a bucket must be a
     poll source's bucket or an existing folder in a local store's root.
     """
-    if any(s.type in ("webhook", "sqs") for s in config.sources) or any(
-        s.type == "s3" for s in config.stores.values()
+    if any(source_kind(s).any_bucket for s in config.sources) or any(
+        store_kind(s).any_bucket for s in config.stores.values()
     ):
         return
-    known = {s.bucket for s in config.sources if s.type == "poll" and s.bucket}
+    known = {bucket for s in config.sources for bucket in source_kind(s).buckets(s)}
     for store in local_stores.values():
         if store.root.is_dir():
             known.update(
@@ -146,17 +148,16 @@ def check_buckets(
 
 
 def _locate(uri: str, locators: Sequence[Locator]) -> tuple[str, str] | None:
-    """(bucket, key) of an output URI in some configured store, or None if it is outside all."""
-    if uri.startswith("s3://"):
-        bucket, _, key = uri[5:].partition("/")
-        return (bucket, key) if bucket else None
-    for locator in locators:
-        if isinstance(locator, LocalStore) and locator.contains(uri):
-            try:
-                return locator.locate(uri)
-            except StorageError:
-                raise ConfigError(
-                    f"output URI {uri} is the root of store '{locator.name}', where every "
-                    "sub-folder is a bucket: write the outputs inside a bucket"
-                ) from None
+    """(bucket, key) of an output URI in some configured store, or None if it is outside all.
+    An `s3://` URI is always placed (with or without an S3 store configured)."""
+    for locator in (S3Locator(), *locators):
+        try:
+            place = locator.place(uri)
+        except StorageError:
+            raise ConfigError(
+                f"output URI {uri} is the root of store '{locator.name}', where every "
+                "sub-folder is a bucket: write the outputs inside a bucket"
+            ) from None
+        if place is not None:
+            return place
     return None
