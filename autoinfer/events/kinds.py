@@ -6,7 +6,7 @@ How each is built is `autoinfer.events.builders`; doctor's checks sit beside the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -50,3 +50,11 @@ SOURCE_KINDS: dict[str, SourceKind] = {
 def source_kind(config: SourceConfig) -> SourceKind:
     """The kind of a configured source (the config model admits only the types above)."""
     return SOURCE_KINDS[config.type]
+
+
+def sources_of_type(
+    sources: Sequence[SourceConfig], source_type: str
+) -> list[tuple[int, SourceConfig]]:
+    """The configured sources of one type with their places in `sources` (messages name
+    `sources[i]`): what a backend's checks read (an S3 store's queues, a bucket's pollers)."""
+    return [(index, config) for index, config in enumerate(sources) if config.type == source_type]
