@@ -5,7 +5,8 @@ Jobs are claimed with leases that a heartbeat renews (`executors.leasing`);
 `waiting for resources` until its cores are free, and `resources.gpu_count` against the
 machine's GPUs (`executors.gpus`: inventory, allocator and the policy for requests it cannot
 meet). A job for a built-in model holds no cores and no GPUs here: its images run in the
-shared predictor pool, so up to `max_jobs` of them feed it at once.
+shared predictor pool, so up to `pool_jobs` (predictors.max_jobs) of them feed it at once, besides
+the `max_jobs` worker-command jobs.
 """
 
 from __future__ import annotations
