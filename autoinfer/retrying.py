@@ -31,6 +31,20 @@ def backoff_delay(retry: int, *, base_s: float = BASE_DELAY_S, max_s: float = MA
     return min(max_s, base_s * 2 ** min(retry - 1, 62))
 
 
+def jittered_delay(
+    retry: int,
+    *,
+    base_s: float = BASE_DELAY_S,
+    max_s: float = MAX_DELAY_S,
+    rng: random.Random | None = None,
+) -> float:
+    """The wait before retry number `retry` (1, 2, ...): drawn from [d/2, d] with d the
+    `backoff_delay`, so that many callers failing together do not retry in lockstep. The one
+    retry policy of the project: jobs' attempts, uploads, sources and notifications use it."""
+    longest = backoff_delay(retry, base_s=base_s, max_s=max_s)
+    return (rng or random).uniform(longest / 2, longest)
+
+
 def retry_transient(
     call: Callable[[], T],
     *,
@@ -44,11 +58,10 @@ def retry_transient(
     """`call()`, retried on transient StorageErrors until it succeeds or `deadline` (a
     `time.monotonic()` value) would pass; returns its result.
 
-    Each wait is drawn from [d/2, d] with d the `backoff_delay`, so that many jobs hitting
-    the same outage do not retry in lockstep. `on_retry(error, wait_s, retry)` is called
+    Each wait is a `jittered_delay`, so that many jobs hitting the same outage do not retry
+    in lockstep. `on_retry(error, wait_s, retry)` is called
     before each wait (to log it).
     """
-    draw = (rng or random).uniform
     retry = 0
     while True:
         try:
@@ -57,8 +70,7 @@ def retry_transient(
             if not error.transient:
                 raise
             retry += 1
-            longest = backoff_delay(retry, base_s=base_s, max_s=max_s)
-            wait = draw(longest / 2, longest)
+            wait = jittered_delay(retry, base_s=base_s, max_s=max_s, rng=rng)
             if time.monotonic() + wait > deadline:
                 raise
             if on_retry is not None:
