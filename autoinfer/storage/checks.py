@@ -19,7 +19,7 @@ def _local(config: Config, resolve: Callable[[str], str]) -> BackendChecks:
 
 
 def _s3(config: Config, resolve: Callable[[str], str]) -> BackendChecks:
-    from autoinfer.storage.s3_checks import S3Checks  # boto3 only when doctor runs
+    from autoinfer.storage.s3.checks import S3Checks  # boto3 only when doctor runs
 
     return S3Checks(config, resolve)
 

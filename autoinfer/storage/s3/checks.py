@@ -1,7 +1,7 @@
 """Doctor's checks of S3 stores, the SQS queues of their sources and their buckets'
 notification settings: each store is reachable with its credentials, each bucket the
 configuration uses exists and may be read, each queue is reachable, and each watched bucket
-sends a trigger's events where a source receives them (`autoinfer.storage.s3_notifications`).
+sends a trigger's events where a source receives them (`autoinfer.storage.s3.notifications`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from autoinfer.errors import ConfigError
 from autoinfer.events.kinds import sources_of_type
 from autoinfer.findings import Finding, ok, problem
 from autoinfer.storage.kinds import stores_of_type
-from autoinfer.storage.s3_notifications import (
+from autoinfer.storage.s3.notifications import (
     covers,
     destinations,
     example_configuration,
@@ -60,7 +60,7 @@ class S3Checks:
         yield from self.check_notifications()
 
     def check_s3_store(self, name: str) -> Iterator[Finding]:
-        from autoinfer.storage.s3 import S3Storage
+        from autoinfer.storage.s3.storage import S3Storage
 
         try:
             storage = S3Storage.from_config(
@@ -128,7 +128,7 @@ class S3Checks:
         return ok(f"bucket '{bucket}' on store '{store.name}' ({endpoint}): reachable")
 
     def _store_error(self, store: _Store, error: BaseException, bucket: str | None = None) -> str:
-        from autoinfer.storage.s3 import describe_error
+        from autoinfer.storage.s3.errors import describe_error
 
         reason = describe_error(
             error, bucket=bucket, endpoint=store.storage.endpoint, store=store.name
@@ -140,7 +140,7 @@ class S3Checks:
 
     def _buckets_of(self, store: str) -> dict[str, list[str]]:
         """The buckets this S3 store serves that the configuration uses, and who uses them."""
-        from autoinfer.storage.s3 import choose_store
+        from autoinfer.storage.s3.stores import choose_store
 
         used: dict[str, list[str]] = {}
         for trigger in self.config.triggers:
@@ -156,7 +156,7 @@ class S3Checks:
         from botocore.exceptions import BotoCoreError, ClientError
 
         from autoinfer.events.sqs import make_sqs_client
-        from autoinfer.storage.s3 import describe_error
+        from autoinfer.storage.s3.errors import describe_error
 
         store = self.stores.get(source.store) if source.store else None
         if store is not None and store.broken:
@@ -183,7 +183,7 @@ class S3Checks:
         """Each trigger on an S3 bucket gets its events: the bucket is polled, or it sends
         ObjectCreated notifications for the trigger's prefix/suffix to a queue a source reads
         (any destination, when a webhook source receives the store's events)."""
-        from autoinfer.storage.s3 import choose_store
+        from autoinfer.storage.s3.stores import choose_store
 
         by_bucket: dict[tuple[str, str], list[Any]] = {}
         for trigger in self.config.triggers:
@@ -260,13 +260,13 @@ class S3Checks:
 
 def _endpoint_flag(store: _Store) -> str:
     """` --endpoint-url URL` for the aws CLI when the store is not AWS S3 itself."""
-    from autoinfer.storage.s3 import env_endpoint
+    from autoinfer.storage.s3.storage import env_endpoint
 
     endpoint = store.storage.endpoint_url or env_endpoint()
     return f" --endpoint-url {endpoint}" if endpoint else ""
 
 
 def _code(error: ClientError) -> str:
-    from autoinfer.storage.s3 import error_code
+    from autoinfer.storage.s3.errors import error_code
 
     return error_code(error)

@@ -1,6 +1,6 @@
 """Bucket notification settings, read as S3's GetBucketNotificationConfiguration returns
 them: does a destination get every event a trigger wants, and what setting would. Pure: the
-doctor (`autoinfer.storage.s3_checks`) reads the settings and reports.
+doctor (`autoinfer.storage.s3.checks`) reads the settings and reports.
 """
 
 from __future__ import annotations

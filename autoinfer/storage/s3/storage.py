@@ -1,9 +1,11 @@
-"""`s3://bucket/key` on boto3: AWS S3 and S3-compatible stores (MinIO, Ceph RGW, R2, moto).
+"""`S3Storage`: one S3 (or S3-compatible) endpoint on boto3, with its own settings and
+credentials.
 
 One `S3Storage` per configured store, each with one boto3 client (clients are thread-safe,
 sessions are not). Transfers stream through s3transfer, in parts above a threshold, so no
 object is ever held whole in memory. Every botocore failure becomes a one-line StorageError
-naming the URI and what to check (`describe_error`), never a traceback, never a secret.
+naming the URI and what to check (`autoinfer.storage.s3.errors`), never a traceback, never a
+secret.
 
 URIs are not percent-encoded: `s3://data/my photos/été.zip` names the key `my photos/été.zip`.
 """
@@ -14,43 +16,36 @@ import logging
 import mimetypes
 import os
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
-    BotoCoreError,
     ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    HTTPClientError,
-    IncompleteReadError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    ProfileNotFound,
-    ProxyConnectionError,
-    ReadTimeoutError,
-    SSLError,
 )
-from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceeded
 
 from autoinfer.errors import ConfigError, StorageError
 from autoinfer.storage.base import ObjectInfo, Storage
 from autoinfer.storage.budget import ByteBudget
-from autoinfer.storage.kinds import stores_of_type
+from autoinfer.storage.s3.credentials import store_keys
+from autoinfer.storage.s3.errors import (
+    AWS_ERRORS,
+    NOT_FOUND_CODES,
+    count_request_error,
+    describe_error,
+    error_code,
+    is_transient,
+)
+from autoinfer.storage.s3.uris import parse_s3_uri, prefix_of
 
 if TYPE_CHECKING:
     from autoinfer.config import StoreConfig
 
 log = logging.getLogger("autoinfer.storage.s3")
-
 MIB = 1024 * 1024
 #: Files larger than this are uploaded (and objects downloaded) in parts.
 DEFAULT_MULTIPART_THRESHOLD = 8 * MIB
@@ -58,55 +53,6 @@ DEFAULT_MULTIPART_THRESHOLD = 8 * MIB
 MIN_PART_SIZE = 5 * MIB
 #: The name of the store used for `s3://` URIs when no S3 store is configured.
 DEFAULT_STORE = "default"
-
-#: What boto3, botocore and s3transfer raise; each becomes a StorageError.
-AWS_ERRORS: tuple[type[Exception], ...] = (
-    BotoCoreError,
-    ClientError,
-    Boto3Error,
-    TransferRetriesExceeded,
-)
-
-_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
-_DENIED = frozenset({"AccessDenied", "403", "Forbidden", "AllAccessDisabled"})
-_BAD_TOKEN = frozenset({"InvalidToken", "ExpiredToken", "TokenRefreshRequired"})
-_WRONG_REGION = frozenset({"PermanentRedirect", "AuthorizationHeaderMalformed", "301"})
-_NO_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
-#: Codes that say "not now" rather than "never": throttling and server-side trouble.
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestLimitExceeded",
-        "TooManyRequests",
-        "TooManyRequestsException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-    }
-)
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """`s3://bucket/some/key` → `("bucket", "some/key")`; the key may be empty or end in `/`."""
-    if uri[:5].lower() != "s3://":
-        raise StorageError(f"{uri}: not an s3:// URI")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket:
-        raise StorageError(f"{uri}: names no bucket (expected s3://BUCKET/KEY)")
-    if "\x00" in key:
-        raise StorageError(f"{uri!r}: the key contains a NUL character")
-    return bucket, key
-
-
-def prefix_of(key: str) -> str:
-    """The listing prefix a URI's key names: `p` and `p/` → `p/`; the bucket itself → `""`."""
-    return key.rstrip("/") + "/" if key.strip("/") else ""
 
 
 class S3Storage(Storage):
@@ -333,7 +279,7 @@ class S3Storage(Storage):
         try:
             response = self.client.head_object(Bucket=bucket, Key=key)
         except ClientError as error:
-            if error_code(error) in _NOT_FOUND:
+            if error_code(error) in NOT_FOUND_CODES:
                 return None
             raise self._error(uri, bucket, error) from None
         except AWS_ERRORS as error:
@@ -353,7 +299,7 @@ class S3Storage(Storage):
         try:
             self.client.head_bucket(Bucket=bucket)
         except ClientError as error:
-            if error_code(error) in _NOT_FOUND | {"NoSuchBucket"}:
+            if error_code(error) in NOT_FOUND_CODES | {"NoSuchBucket"}:
                 count_request_error(self.name, error)
                 raise StorageError(
                     f"{uri}: bucket '{bucket}' does not exist (NoSuchBucket)"
@@ -425,127 +371,9 @@ class S3Storage(Storage):
         return StorageError(f"{uri}: {reason}", transient=is_transient(error))
 
 
-#: Failed S3 requests of this process by (store, error code), for the Prometheus metrics.
-_request_errors: Counter[tuple[str, str]] = Counter()
-_request_errors_lock = threading.Lock()
-
-
-def count_request_error(store: str, error: BaseException) -> None:
-    """Count one failed request of `store` under its error code (or exception class)."""
-    cause = root_cause(error)
-    code = error_code(cause) if isinstance(cause, ClientError) else type(cause).__name__
-    with _request_errors_lock:
-        _request_errors[(store, code)] += 1
-
-
-def request_error_counts() -> dict[tuple[str, str], int]:
-    """Failed S3 requests since the process started, by (store, error code)."""
-    with _request_errors_lock:
-        return dict(_request_errors)
-
-
 def env_endpoint() -> str | None:
     """The S3 endpoint the standard AWS variables name, which boto3 uses when a store has none."""
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
-
-
-# --- errors ---------------------------------------------------------------------------------
-
-
-def error_code(error: ClientError) -> str:
-    """The service's error code (`NoSuchBucket`, `AccessDenied`, `404` for a bare HEAD)."""
-    code = error.response.get("Error", {}).get("Code")
-    if code:
-        return str(code)
-    return str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "unknown"))
-
-
-def is_transient(error: BaseException) -> bool:
-    """Whether the failed call may succeed later unchanged: the endpoint could not be reached
-    or timed out, the connection broke, or the service throttled or answered 5xx. Missing
-    buckets, denied access and bad credentials are not (retrying cannot fix them)."""
-    cause = root_cause(error)
-    if isinstance(cause, ClientError):
-        status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return error_code(cause) in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500)
-    if isinstance(cause, SSLError | ProxyConnectionError):
-        return False  # a certificate or proxy setting that is wrong stays wrong
-    return isinstance(
-        cause, EndpointConnectionError | ConnectTimeoutError | HTTPClientError | IncompleteReadError
-    )
-
-
-def root_cause(error: BaseException) -> BaseException:
-    """The botocore error behind a wrapper (boto3's S3UploadFailedError keeps it as context,
-    s3transfer's RetriesExceededError as `last_exception`)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ClientError | BotoCoreError):
-            return current
-        last = getattr(current, "last_exception", None)
-        current = (
-            last if isinstance(last, BaseException) else (current.__cause__ or current.__context__)
-        )
-    return error
-
-
-def describe_error(
-    error: BaseException,
-    *,
-    bucket: str | None = None,
-    endpoint: str | None = None,
-    store: str | None = None,
-    service: str = "S3",
-) -> str:
-    """One line saying what went wrong talking to S3 (or SQS) and what to check.
-
-    Never includes credentials: for known codes the service's own message is not repeated.
-    """
-    cause = root_cause(error)
-    where = endpoint or "the AWS endpoint"
-    check = f"check the credentials of store '{store}'" if store else "check the AWS credentials"
-    if isinstance(cause, ClientError):
-        code = error_code(cause)
-        message = cause.response.get("Error", {}).get("Message") or ""
-        if code == "NoSuchBucket":
-            return f"bucket '{bucket}' does not exist (NoSuchBucket)"
-        if code in _NOT_FOUND:
-            return f"no such object ({code})"
-        if code in _DENIED:
-            return f"access denied ({code}) — {check}"
-        if code == "InvalidAccessKeyId":
-            return f"the endpoint does not know the access key id (InvalidAccessKeyId) — {check}"
-        if code == "SignatureDoesNotMatch":
-            return (
-                "the request signature does not match; the secret access key is probably "
-                f"wrong (SignatureDoesNotMatch) — {check}"
-            )
-        if code in _BAD_TOKEN:
-            return f"the session token is invalid or expired ({code}) — {check}"
-        if code in _WRONG_REGION:
-            return f"the bucket is in another region ({code}) — set the store's region"
-        if code in _NO_QUEUE:
-            return f"the queue does not exist ({code})"
-        return _one_line(f"{message} ({code})" if message else f"request failed ({code})")
-    if isinstance(cause, EndpointConnectionError):
-        return f"cannot reach endpoint {where} — is the {service} server running?"
-    if isinstance(cause, ConnectTimeoutError | ReadTimeoutError):
-        return f"timed out talking to endpoint {where}"
-    if isinstance(cause, NoCredentialsError | PartialCredentialsError):
-        return (
-            "no AWS credentials found — set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-            "AWS_PROFILE, or the store's `credentials`"
-        )
-    if isinstance(cause, ProfileNotFound):
-        return f"AWS profile '{cause.kwargs.get('profile')}' is not configured (ProfileNotFound)"
-    return _one_line(f"{type(cause).__name__}: {cause}")
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -557,64 +385,3 @@ def _etag(value: str | None) -> str | None:
 
 
 # --- stores ---------------------------------------------------------------------------------
-
-
-def store_keys(
-    name: str, config: StoreConfig, resolve_secret: Callable[[str], str]
-) -> tuple[str | None, str | None, str | None]:
-    """(access key id, secret key, session token) from the store's `credentials` secret,
-    which holds `ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]`; all None for the AWS chain."""
-    if not config.credentials:
-        return None, None, None
-    value = resolve_secret(config.credentials)
-    parts = value.split(":", 2)
-    if len(parts) < 2 or not parts[0] or not parts[1]:
-        raise ConfigError(
-            f"stores.{name}.credentials: must hold ACCESS_KEY_ID:SECRET_ACCESS_KEY "
-            "(the value is not shown)"
-        )
-    return parts[0], parts[1], (parts[2] if len(parts) == 3 and parts[2] else None)
-
-
-def choose_store(
-    store_configs: Mapping[str, StoreConfig], bucket: str
-) -> tuple[str, StoreConfig] | None:
-    """The S3 store serving `bucket`: the only one; else the first whose `buckets` patterns
-    (when the config has them) match; else the first S3 store; None when there is none."""
-    s3_stores = stores_of_type(store_configs, "s3")
-    if len(s3_stores) <= 1:
-        return s3_stores[0] if s3_stores else None
-    for name, config in s3_stores:
-        patterns = getattr(config, "buckets", None) or ()
-        if any(fnmatchcase(bucket, pattern) for pattern in patterns):
-            return name, config
-    return s3_stores[0]
-
-
-def make_s3_factory(
-    store_configs: Mapping[str, StoreConfig],
-    resolve_secret: Callable[[str], str] = str,
-    **options: Any,
-) -> Callable[[str], Storage]:
-    """A `StorageRegistry` factory for `s3://` URIs: picks the store by bucket
-    (`choose_store`), or with no S3 store configured a default one on the standard AWS chain
-    (AWS_ENDPOINT_URL, AWS_PROFILE, ... honoured by boto3). One `S3Storage` (one client) per
-    store, built on first use; `options` go to every `S3Storage` (timeouts, part sizes...)."""
-    cache: dict[str, S3Storage] = {}
-    lock = threading.Lock()
-
-    def factory(uri: str) -> Storage:
-        bucket, _ = parse_s3_uri(uri)
-        chosen = choose_store(store_configs, bucket)
-        name = chosen[0] if chosen else DEFAULT_STORE
-        with lock:
-            storage = cache.get(name)
-            if storage is None:
-                if chosen is None:
-                    storage = S3Storage(name=DEFAULT_STORE, **options)
-                else:
-                    storage = S3Storage.from_config(name, chosen[1], resolve_secret, **options)
-                cache[name] = storage
-            return storage
-
-    return factory
