@@ -1,7 +1,7 @@
 """The delivery loop: a thread that sends due notifications and records each outcome.
 
 A failed attempt is retried after a capped exponential backoff with jitter (the project's
-one retry policy, `retrying.backoff_delay`, from the target's `backoff_s` up to
+one retry policy, `retrying.jittered_delay`, from the target's `backoff_s` up to
 `max_backoff_s`); once the next attempt would come after the notification's `give_up_at`
 (`retry_for_s` after the job ended, a day by default) it is marked `failed`.
 """
@@ -19,7 +19,7 @@ from datetime import timedelta
 from autoinfer.notifications.config import NotificationTarget
 from autoinfer.notifications.outbox import Claimed, Outbox
 from autoinfer.notifications.senders import DeliveryError, Outgoing, Sender
-from autoinfer.retrying import backoff_delay
+from autoinfer.retrying import jittered_delay
 
 log = logging.getLogger("autoinfer.notifications")
 
@@ -33,8 +33,7 @@ SENDING_THREADS = 4
 def retry_wait_s(attempt: int, target: NotificationTarget, rng: random.Random) -> float:
     """How long to wait after failed attempt number `attempt`: drawn from [d/2, d], with d
     the target's capped exponential backoff."""
-    longest = backoff_delay(attempt, base_s=target.backoff_s, max_s=target.max_backoff_s)
-    return rng.uniform(longest / 2, longest)
+    return jittered_delay(attempt, base_s=target.backoff_s, max_s=target.max_backoff_s, rng=rng)
 
 
 class NotificationDelivery:
