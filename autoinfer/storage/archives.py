@@ -1,4 +1,7 @@
-"""Safe extraction of input archives (.zip, .tar, .tar.gz, .tgz) and deterministic output zips.
+"""Safe extraction of input archives (.zip, .tar, .tar.gz, .tgz).
+
+Which files are archives is `archive_kinds`; the deterministic output zips are `output_zip`
+(both re-exported here).
 
 Archives come from whoever can write to a bucket, so extraction trusts nothing in them: every
 entry's path, type and size is checked before it is written, the bytes actually written are
@@ -8,112 +11,44 @@ counted, and a refused archive leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import re
 import stat
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Literal
+from typing import IO
 
-from autoinfer.errors import ArchiveError, ConfigError
-
-ArchiveKind = Literal["zip", "tar"]
-
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
-CHUNK_SIZE = 1024 * KiB
-
-#: Suffixes that mark an archive, longest first; matched case-insensitively.
-ARCHIVE_SUFFIXES: tuple[tuple[str, ArchiveKind], ...] = (
-    (".tar.gz", "tar"),
-    (".tgz", "tar"),
-    (".tar", "tar"),
-    (".zip", "zip"),
+from autoinfer.errors import ArchiveError
+from autoinfer.storage.archive_kinds import (
+    ARCHIVE_SUFFIXES,
+    ArchiveKind,
+    archive_kind,
+    kind_by_name,
+    sniff,
+    tar_read_mode,
 )
-ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
-#: Output zips carry this timestamp on every entry, so equal outputs give equal bytes.
-FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+from autoinfer.storage.archive_limits import ArchiveLimits
+from autoinfer.storage.output_zip import CHUNK_SIZE, make_zip, output_files
+from autoinfer.text import error_line
+
+__all__ = [
+    "ARCHIVE_SUFFIXES",
+    "ArchiveKind",
+    "ArchiveLimits",
+    "archive_kind",
+    "extract",
+    "kind_by_name",
+    "make_zip",
+    "output_files",
+    "sniff",
+]
+
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _SEPARATORS = re.compile(r"[\\/]")
-
-
-def kind_by_name(name: str) -> ArchiveKind | None:
-    """`zip`/`tar` when the name ends in .zip, .tar, .tar.gz or .tgz (any case), else None."""
-    lower = name.lower()
-    for suffix, kind in ARCHIVE_SUFFIXES:
-        if lower.endswith(suffix):
-            return kind
-    return None
-
-
-def archive_kind(path: Path) -> ArchiveKind | None:
-    """What `path` holds: by its suffix, corrected by its magic bytes when the file exists.
-
-    A file with another extension (`.jpg`, `.docx`) is never an archive; a file with no
-    extension at all (e.g. an HTTP download named `download`) is recognised by its content.
-    """
-    by_name = kind_by_name(path.name)
-    if by_name is None and path.suffix:
-        return None
-    try:
-        by_magic = sniff(path) if path.is_file() else None
-    except OSError:
-        by_magic = None  # unreadable: extraction, if attempted, reports the real error
-    return by_magic or by_name
-
-
-def sniff(path: Path) -> ArchiveKind | None:
-    """`zip`/`tar` from the first bytes of the file (gzip-compressed tars included)."""
-    with path.open("rb") as file:
-        head = file.read(512)
-    if head[:4] in ZIP_MAGICS:
-        return "zip"
-    if _is_tar_header(head):
-        return "tar"
-    if head[:2] == b"\x1f\x8b":
-        try:
-            with gzip.open(path, "rb") as unzipped:
-                inner = unzipped.read(512)
-        except (OSError, EOFError, zlib.error):
-            return None
-        if _is_tar_header(inner):
-            return "tar"
-    return None
-
-
-def _is_tar_header(block: bytes) -> bool:
-    return block[257:262] == b"ustar"
-
-
-@dataclass(frozen=True)
-class ArchiveLimits:
-    """What an input archive may unpack to; refusals are ArchiveErrors.
-
-    `max_ratio` (uncompressed / compressed) is checked per zip entry and over the whole
-    archive, for whatever unpacks to more than `ratio_floor_bytes` (tiny files of repeated
-    bytes legitimately compress very well). `nested`: an archive inside the archive is
-    refused (`reject`) or extracted as a plain file (`keep`).
-    """
-
-    max_total_bytes: int = 10 * GiB
-    max_entries: int = 100_000
-    max_ratio: float = 250.0
-    nested: Literal["reject", "keep"] = "reject"
-    ratio_floor_bytes: int = 1 * MiB
-
-    def __post_init__(self) -> None:
-        if self.max_total_bytes <= 0 or self.max_entries <= 0 or self.max_ratio <= 1:
-            raise ConfigError(f"{self}: limits must be positive (max_ratio above 1)")
-        if self.nested not in ("reject", "keep"):
-            raise ConfigError(f"{self}: nested must be 'reject' or 'keep'")
 
 
 def extract(
@@ -184,11 +119,11 @@ class _Extraction:
                         )
         except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as error:
             raise ArchiveError(
-                f"{self.name}: not a valid zip archive: {_one_line(error)}"
+                f"{self.name}: not a valid zip archive: {error_line(error)}"
             ) from None
         except OSError as error:
             raise ArchiveError(
-                f"{self.name}: not a valid zip archive: {_one_line(error)}"
+                f"{self.name}: not a valid zip archive: {error_line(error)}"
             ) from None
 
     @contextlib.contextmanager
@@ -248,7 +183,7 @@ class _Extraction:
 
     def run_tar(self) -> None:
         try:
-            with tarfile.open(self.archive, _tar_read_mode(self.archive)) as tar:
+            with tarfile.open(self.archive, tar_read_mode(self.archive)) as tar:
                 self._prepare_dest()
                 count = 0
                 total = 0
@@ -273,11 +208,11 @@ class _Extraction:
                         self._write_file(member.name, relative, source, member.size, executable)
         except (tarfile.TarError, zlib.error, EOFError) as error:
             raise ArchiveError(
-                f"{self.name}: not a valid tar archive: {_one_line(error)}"
+                f"{self.name}: not a valid tar archive: {error_line(error)}"
             ) from None
         except OSError as error:  # gzip.BadGzipFile, truncated streams
             raise ArchiveError(
-                f"{self.name}: not a valid tar archive: {_one_line(error)}"
+                f"{self.name}: not a valid tar archive: {error_line(error)}"
             ) from None
 
     def _check_tar_member(self, member: tarfile.TarInfo) -> PurePosixPath | None:
@@ -433,23 +368,6 @@ class _Extraction:
                 folder.rmdir()
 
 
-def _tar_read_mode(archive: Path) -> Literal["r:gz", "r:bz2", "r:xz", "r:"]:
-    """The tarfile mode for the archive's compression, so a failure names one reason."""
-    with archive.open("rb") as file:
-        head = file.read(6)
-    if head.startswith(b"\x1f\x8b"):
-        return "r:gz"
-    if head.startswith(b"BZh"):
-        return "r:bz2"
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return "r:xz"
-    return "r:"
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _is_junk(relative: PurePosixPath) -> bool:
     """macOS metadata that zip tools on a Mac add: no one's data."""
     name = relative.name
@@ -462,88 +380,3 @@ def _human(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
-
-
-# -- output ------------------------------------------------------------------------------------
-
-
-def make_zip(folder: Path, zip_path: Path) -> Path:
-    """Zip every file below `folder` (relative paths, sorted, deflated) into `zip_path`.
-
-    Entries carry a fixed timestamp and mode, so the same files give the same bytes and a
-    re-upload is idempotent. Written to a temp file and renamed, never half-written. Links
-    to files inside `folder` are stored as those files; any other link is an ArchiveError.
-    """
-    if not folder.is_dir():
-        raise ArchiveError(f"{folder}: no such folder to zip")
-    files = _output_files(folder, exclude=zip_path)
-    try:
-        zip_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=zip_path.parent, prefix=".autoinfer-zip-")
-    except OSError as error:
-        raise ArchiveError(f"{zip_path}: cannot write: {error.strerror or error}") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for path, relative in files:
-                info = zipfile.ZipInfo(relative, date_time=FIXED_DATE_TIME)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.create_system = 3
-                info.external_attr = (stat.S_IFREG | 0o644) << 16
-                info.file_size = path.stat().st_size
-                force_zip64 = info.file_size > zipfile.ZIP64_LIMIT
-                with path.open("rb") as source, zf.open(info, "w", force_zip64=force_zip64) as out:
-                    while chunk := source.read(CHUNK_SIZE):
-                        out.write(chunk)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, zip_path)
-    except OSError as error:
-        raise ArchiveError(f"{zip_path}: cannot write: {error.strerror or error}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return zip_path
-
-
-def output_files(folder: Path) -> list[tuple[Path, str]]:
-    """(path, relative posix path) of every file of a job's output, as `make_zip` takes them:
-    plain files, and links to files inside `folder` (any other link is an ArchiveError, so
-    model code cannot have the service upload a file it could not read itself)."""
-    return _output_files(folder, exclude=folder)
-
-
-def _output_files(folder: Path, exclude: Path) -> list[tuple[Path, str]]:
-    """(path, relative posix path) of every file to zip, sorted by relative path."""
-    real_folder = folder.resolve()
-    excluded = exclude.resolve() if exclude.exists() else Path(os.path.abspath(exclude))
-    found: list[tuple[Path, str]] = []
-
-    def fail(error: OSError) -> None:
-        raise ArchiveError(f"{folder}: cannot read: {error.strerror or error}")
-
-    for current, dirs, names in os.walk(folder, onerror=fail):
-        base = Path(current)
-        for name in dirs:
-            if (base / name).is_symlink():
-                raise ArchiveError(
-                    f"{folder}: '{(base / name).relative_to(folder)}' is a link to a folder; "
-                    "outputs must be plain files"
-                )
-        for name in names:
-            path = base / name
-            relative = path.relative_to(folder).as_posix()
-            link = path.is_symlink()
-            # Only a link needs resolving: no folder below `folder` is a link (refused above).
-            real = path.resolve() if link else real_folder / relative
-            if name.startswith(".autoinfer-zip-") or real == excluded:
-                continue
-            if link:
-                if not real.is_relative_to(real_folder) or not real.is_file():
-                    raise ArchiveError(
-                        f"{folder}: '{relative}' is a link to something outside the output "
-                        "folder (or to nothing); outputs must be plain files"
-                    )
-            elif not path.is_file():
-                raise ArchiveError(f"{folder}: '{relative}' is not a regular file")
-            found.append((path, relative))
-    return sorted(found, key=lambda item: item[1])

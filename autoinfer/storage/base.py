@@ -11,8 +11,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from autoinfer.errors import StorageError
-from autoinfer.storage.archives import output_files
 from autoinfer.storage.budget import ByteBudget
+from autoinfer.storage.output_zip import output_files
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Storage(ABC):
 
     def upload_tree(self, src_dir: Path, uri_prefix: str) -> builtins.list[str]:
         """Upload every file below `src_dir` under `uri_prefix`, keeping relative paths; a link
-        leading out of `src_dir` is an ArchiveError (archives.output_files), never followed."""
+        leading out of `src_dir` is an ArchiveError (output_zip.output_files), never followed."""
         uploaded = []
         for path, relative in output_files(src_dir):
             target = join_uri(uri_prefix, relative)
