@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
-from autoinfer import inbox, keys, secrets
+from autoinfer import keys, secrets
+from autoinfer.inbox import tables as inbox
 from autoinfer.jobs import items, store
 from autoinfer.notifications import store as notifications
 from autoinfer.orm import Base
