@@ -16,28 +16,55 @@ from typing import Any, Literal
 from urllib.parse import quote_plus, unquote_plus
 
 from autoinfer.errors import EventError
+from autoinfer.events.limits import (
+    MAX_BUCKET_CHARS,
+    MAX_ETAG_CHARS,
+    MAX_EVENT_NAME_CHARS,
+    MAX_KEY_BYTES,
+    MAX_OBJECT_SIZE,
+    MAX_RECORD_DEPTH,
+    MAX_RECORDS,
+    MAX_REGION_CHARS,
+    MAX_SEQUENCER_CHARS,
+    MAX_VERSION_ID_CHARS,
+    check_tree,
+    load_body,
+    mapping_field,
+    size_field,
+    string_field,
+    timestamp_field,
+)
+
+__all__ = [
+    "MAX_BUCKET_CHARS",
+    "MAX_ETAG_CHARS",
+    "MAX_EVENT_NAME_CHARS",
+    "MAX_KEY_BYTES",
+    "MAX_OBJECT_SIZE",
+    "MAX_RECORDS",
+    "MAX_RECORD_DEPTH",
+    "MAX_REGION_CHARS",
+    "MAX_SEQUENCER_CHARS",
+    "MAX_VERSION_ID_CHARS",
+    "Notification",
+    "RejectedRecord",
+    "S3Event",
+    "aws_key_encoding",
+    "canonical_record",
+    "check_key",
+    "decode_key",
+    "event_matches",
+    "normalise_event_name",
+    "object_created",
+    "parse_notification",
+    "parse_record",
+    "s3_record",
+]
 
 Flavour = Literal["aws", "minio", "ceph", "local"]
 
-#: A notification with more records than this is refused (S3 itself sends one per message).
-MAX_RECORDS = 1000
-#: S3's limit on key length, in bytes of UTF-8.
-MAX_KEY_BYTES = 1024
 #: Separates the parts of an idempotency key; cannot occur in bucket names.
 SEPARATOR = "\x1f"
-#: What the inbox's columns can hold (`autoinfer.inbox.EventRow` is declared with these): a
-#: record whose field does not fit is rejected here, by name, instead of failing the insert.
-MAX_BUCKET_CHARS = 255
-MAX_EVENT_NAME_CHARS = 100
-MAX_ETAG_CHARS = 200
-MAX_VERSION_ID_CHARS = 1024
-MAX_SEQUENCER_CHARS = 200
-MAX_REGION_CHARS = 100
-#: Sizes are stored as a signed 64-bit integer.
-MAX_OBJECT_SIZE = 2**63 - 1
-#: S3 records nest four levels deep; anything far deeper is an attack on the parser or the
-#: store's JSON encoder, not a notification.
-MAX_RECORD_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -125,7 +152,7 @@ def parse_notification(
     A body whose every record is bad raises (naming the first); one with good and bad records
     returns the good ones as `events` and the others in `rejected`, each with its reason.
     """
-    document = _load(body)
+    document = load_body(body)
     if document.get("Event") == "s3:TestEvent":
         return Notification(events=[], test_event=True)
     if "Records" not in document:
@@ -169,37 +196,37 @@ def parse_record(record: Any, *, where: str = "record", minio_shaped: bool = Fal
 def _parse_record(record: Any, where: str, minio_shaped: bool) -> S3Event:
     if not isinstance(record, dict):
         raise EventError(f"{where}: must be an object, got {type(record).__name__}")
-    _check_tree(record, where)
+    check_tree(record, where)
     event_name = normalise_event_name(
-        _string(record, "eventName", where, required=True, limit=MAX_EVENT_NAME_CHARS)
+        string_field(record, "eventName", where, required=True, limit=MAX_EVENT_NAME_CHARS)
     )
-    event_time = _timestamp(record.get("eventTime"), f"{where}.eventTime")
-    s3 = _mapping(record, "s3", where)
-    bucket_info = _mapping(s3, "bucket", f"{where}.s3")
-    bucket = _string(
+    event_time = timestamp_field(record.get("eventTime"), f"{where}.eventTime")
+    s3 = mapping_field(record, "s3", where)
+    bucket_info = mapping_field(s3, "bucket", f"{where}.s3")
+    bucket = string_field(
         bucket_info, "name", f"{where}.s3.bucket", required=True, limit=MAX_BUCKET_CHARS
     )
-    obj = _mapping(s3, "object", f"{where}.s3")
-    raw_key = _string(obj, "key", f"{where}.s3.object", required=True, limit=3 * MAX_KEY_BYTES)
+    obj = mapping_field(s3, "object", f"{where}.s3")
+    raw_key = string_field(obj, "key", f"{where}.s3.object", required=True, limit=3 * MAX_KEY_BYTES)
     key = decode_key(raw_key, f"{where}.s3.object.key")
     at = f"{where}.s3.object"
-    etag = _string(obj, "eTag", at, limit=MAX_ETAG_CHARS) or _string(
+    etag = string_field(obj, "eTag", at, limit=MAX_ETAG_CHARS) or string_field(
         obj, "etag", at, limit=MAX_ETAG_CHARS
     )
     if etag is not None:
         etag = etag.strip('"') or None
-    version_id = _string(obj, "versionId", at, limit=MAX_VERSION_ID_CHARS)
+    version_id = string_field(obj, "versionId", at, limit=MAX_VERSION_ID_CHARS)
     return S3Event(
         bucket=bucket,
         key=key,
         event_name=event_name,
         event_time=event_time,
-        size=_size(obj.get("size"), f"{where}.s3.object.size"),
+        size=size_field(obj.get("size"), f"{where}.s3.object.size"),
         etag=etag,
         # S3's "null" version is what unversioned writes get: it names no particular version.
         version_id=None if version_id in (None, "null") else version_id,
-        sequencer=_string(obj, "sequencer", at, limit=MAX_SEQUENCER_CHARS),
-        region=_string(record, "awsRegion", where, limit=MAX_REGION_CHARS),
+        sequencer=string_field(obj, "sequencer", at, limit=MAX_SEQUENCER_CHARS),
+        region=string_field(record, "awsRegion", where, limit=MAX_REGION_CHARS),
         flavour=_flavour(record, minio_shaped),
         raw=record,
     )
@@ -319,117 +346,6 @@ def s3_record(event: S3Event) -> dict[str, Any]:
 
 
 # --- internals ------------------------------------------------------------------------
-
-
-def _load(body: bytes | str | dict[str, Any]) -> dict[str, Any]:
-    if isinstance(body, bytes | bytearray):
-        try:
-            body = bytes(body).decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise EventError(f"body is not UTF-8: {error}") from None
-    if isinstance(body, str):
-        if not body.strip():
-            raise EventError("body is empty")
-        try:
-            body = json.loads(body)
-        except json.JSONDecodeError as error:
-            raise EventError(f"body is not JSON: {error}") from None
-        except RecursionError:
-            raise EventError("body is not JSON this service reads: nested too deeply") from None
-    if not isinstance(body, dict):
-        raise EventError(f"body must be a JSON object, got {type(body).__name__}")
-    return body
-
-
-def _mapping(parent: dict[str, Any], name: str, where: str) -> dict[str, Any]:
-    value = parent.get(name)
-    if value is None:
-        raise EventError(f"{where}.{name}: missing")
-    if not isinstance(value, dict):
-        raise EventError(f"{where}.{name}: must be an object, got {type(value).__name__}")
-    return value
-
-
-def _string(
-    parent: dict[str, Any],
-    name: str,
-    where: str,
-    *,
-    required: bool = False,
-    limit: int | None = None,
-) -> Any:
-    """A string field; missing or empty gives None (or EventError when `required`). Longer
-    than `limit` characters, or holding a NUL (which PostgreSQL cannot store), is an error."""
-    value = parent.get(name)
-    if value is None or value == "":
-        if required:
-            raise EventError(f"{where}.{name}: missing")
-        return None
-    if not isinstance(value, str):
-        raise EventError(f"{where}.{name}: must be a string, got {type(value).__name__}")
-    if limit is not None and len(value) > limit:
-        raise EventError(f"{where}.{name}: {len(value)} characters long; at most {limit} stored")
-    if "\x00" in value:
-        raise EventError(f"{where}.{name}: contains a NUL character")
-    return value
-
-
-def _size(value: Any, where: str) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
-        value = int(value)  # Ceph RGW sends sizes as strings
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise EventError(f"{where}: must be a non-negative integer, got {_short(value)}")
-    if value > MAX_OBJECT_SIZE:
-        raise EventError(f"{where}: {value} is more than the largest size stored (2^63 - 1)")
-    return value
-
-
-def _check_tree(record: dict[str, Any], where: str) -> None:
-    """EventError when the record nests deeper than MAX_RECORD_DEPTH or holds a string that is
-    not valid Unicode (a lone surrogate cannot be stored as UTF-8). Iterative: a hostile
-    nesting cannot exhaust the stack here."""
-    stack: list[tuple[Any, int]] = [(record, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            items: Any = list(value.keys()) + list(value.values())
-        elif isinstance(value, list):
-            items = value
-        else:
-            if isinstance(value, str):
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise EventError(f"{where}: holds a string that is not valid Unicode") from None
-            continue
-        if depth > MAX_RECORD_DEPTH:
-            raise EventError(f"{where}: nested more than {MAX_RECORD_DEPTH} levels deep")
-        stack.extend((item, depth + 1) for item in items)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _timestamp(value: Any, where: str) -> datetime:
-    if value is None or value == "":
-        raise EventError(f"{where}: missing")
-    if not isinstance(value, str):
-        raise EventError(f"{where}: must be an ISO 8601 string, got {type(value).__name__}")
-    if len(value) > 64:
-        raise EventError(f"{where}: not an ISO 8601 timestamp: {_short(value)}")
-    try:
-        moment = datetime.fromisoformat(value)
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-        moment.astimezone(UTC)  # what the store keeps; near year 1 or 9999 it overflows
-    except ValueError:
-        raise EventError(f"{where}: not an ISO 8601 timestamp: {value!r}") from None
-    except OverflowError:
-        raise EventError(f"{where}: {value!r} is out of the range of UTC timestamps") from None
-    return moment
 
 
 def _flavour(record: dict[str, Any], minio_shaped: bool) -> Flavour:
