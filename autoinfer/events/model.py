@@ -232,6 +232,23 @@ def _parse_record(record: Any, where: str, minio_shaped: bool) -> S3Event:
     )
 
 
+def parse_message_body(body: str) -> Notification:
+    """An SQS message's S3 notification: the body itself, or the `Message` of an SNS
+    envelope (S3 → SNS → SQS without raw delivery). EventError names what is wrong."""
+    try:
+        document = json.loads(body)
+    except (json.JSONDecodeError, TypeError):
+        return parse_notification(body)  # raises the parser's own "not JSON" error
+    except RecursionError:
+        raise EventError("body is not JSON this service reads: nested too deeply") from None
+    if isinstance(document, dict) and document.get("Type") == "Notification":
+        message = document.get("Message")
+        if not isinstance(message, str):
+            raise EventError("SNS envelope: Message must be a string holding the S3 notification")
+        return parse_notification(message)
+    return parse_notification(document)
+
+
 def normalise_event_name(name: str) -> str:
     """`s3:ObjectCreated:Put` → `ObjectCreated:Put` (MinIO and S3 configs use the prefix)."""
     return name.removeprefix("s3:")

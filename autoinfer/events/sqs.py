@@ -15,7 +15,6 @@ deleted. S3's `s3:TestEvent`, sent when a notification is configured, is acknowl
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -23,13 +22,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
-
-from botocore.config import Config as BotoConfig
 
 from autoinfer.errors import ConfigError, EventError
-from autoinfer.events.model import Notification, parse_notification
+from autoinfer.events.model import parse_message_body
 from autoinfer.events.source import Ingest, Source
+from autoinfer.events.sqs_client import MAX_WAIT_S, make_sqs_client, sqs_endpoint  # noqa: F401
 from autoinfer.storage.s3 import AWS_ERRORS, S3Storage, describe_error
 
 if TYPE_CHECKING:
@@ -40,8 +37,6 @@ log = logging.getLogger("autoinfer.events.sqs")
 #: `reject(source_name, body, reason)`: records a body that could not be parsed.
 Reject = Callable[[str, str, str], object]
 
-#: SQS's longest long poll.
-MAX_WAIT_S = 20
 #: SQS hides a message for at most 12 hours after it was sent; parking stays below that.
 MAX_VISIBILITY_S = 43200
 _PARK_MARGIN_S = 120
@@ -61,59 +56,6 @@ class SqsStats:
     parked: int = 0  # poison messages hidden after `max_receive` deliveries
     ingest_failures: int = 0
     receive_failures: int = 0
-
-
-def parse_message_body(body: str) -> Notification:
-    """An SQS message's S3 notification: the body itself, or the `Message` of an SNS
-    envelope (S3 → SNS → SQS without raw delivery). EventError names what is wrong."""
-    try:
-        document = json.loads(body)
-    except (json.JSONDecodeError, TypeError):
-        return parse_notification(body)  # raises the parser's own "not JSON" error
-    except RecursionError:
-        raise EventError("body is not JSON this service reads: nested too deeply") from None
-    if isinstance(document, dict) and document.get("Type") == "Notification":
-        message = document.get("Message")
-        if not isinstance(message, str):
-            raise EventError("SNS envelope: Message must be a string holding the S3 notification")
-        return parse_notification(message)
-    return parse_notification(document)
-
-
-def sqs_endpoint(queue_url: str) -> tuple[str | None, str | None]:
-    """(endpoint URL, region) for a queue URL: an AWS queue URL gives its region and the
-    default endpoint (AWS_ENDPOINT_URL_SQS still applies); any other host (ElasticMQ,
-    LocalStack, moto) is itself the endpoint."""
-    parts = urlsplit(queue_url)
-    host = parts.hostname or ""
-    if not parts.scheme or not host:
-        raise ConfigError(f"{queue_url!r}: not a queue URL (expected http(s)://HOST/ACCOUNT/NAME)")
-    if host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
-        labels = host.split(".")
-        if labels[0] == "sqs" and len(labels) > 2:
-            return None, labels[1]  # sqs.REGION.amazonaws.com
-        if len(labels) > 2 and labels[1] == "queue":
-            return None, labels[0]  # legacy REGION.queue.amazonaws.com
-        return None, None
-    return f"{parts.scheme}://{parts.netloc}", None
-
-
-def make_sqs_client(
-    queue_url: str,
-    store: S3Storage | None = None,
-    *,
-    wait_time_s: int = MAX_WAIT_S,
-) -> Any:
-    """An SQS client for `queue_url` with the credentials (and region) of `store`, or of the
-    standard AWS chain; its read timeout outlasts the long poll."""
-    endpoint_url, region = sqs_endpoint(queue_url)
-    storage = store or S3Storage()
-    session = storage.session()
-    region = region or storage.region or session.region_name or "us-east-1"
-    config = storage.client_config().merge(
-        BotoConfig(read_timeout=max(storage.read_timeout_s, wait_time_s + 10))
-    )
-    return session.client("sqs", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
 class SqsSource(Source):

@@ -155,7 +155,7 @@ class S3Checks:
     def check_queue(self, index: int, source: SourceConfig) -> Iterator[Finding]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from autoinfer.events.sqs import make_sqs_client
+        from autoinfer.events.sqs_client import make_sqs_client
         from autoinfer.storage.s3.errors import describe_error
 
         store = self.stores.get(source.store) if source.store else None
