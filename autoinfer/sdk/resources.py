@@ -1,139 +1,24 @@
-"""The Python client. Its names and argument shapes follow the trainML SDK, so a Lambda handler
-written for trainML works after changing only its import and constructor:
-
-    from autoinfer import AutoInfer
-    client = AutoInfer(url="http://127.0.0.1:8000", key="...")
-    job = await client.jobs.create(name=..., type="inference", gpu_type=..., gpu_count=1,
-                                   disk_size=10, workers=[...], data=dict(...), model=dict(...))
-    await job.wait_for("finished")
-
-`SyncAutoInfer` offers the same calls without `await`.
-"""
+"""The client's resources: `client.jobs`, `.events`, `.triggers`, `.notifications`, `.keys`,
+`.secrets`, and `Job`, a job as the service last reported it."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
-import json
-import os
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
-
 from autoinfer.errors import (
-    AuthError,
-    AutoInferError,
-    Conflict,
-    Forbidden,
     JobFailed,
-    NotFound,
-    SpecError,
 )
+from autoinfer.sdk.idempotency import next_idempotency_key
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+if TYPE_CHECKING:
+    from autoinfer.sdk.client import AutoInfer
+
+
 TERMINAL = ("finished", "failed", "stopped")
-
-#: Set by the trigger dispatcher around a handler call (see `idempotency_scope`): jobs created
-#: inside it get an `Idempotency-Key`, so a redelivered event can never create a second job.
-idempotency_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "autoinfer_idempotency_key", default=None
-)
-
-
-class _CreateCounter:
-    """How many jobs the SDK has created in one idempotency scope. Shared, not copied, by the
-    copies of the context that async tasks and the synchronous wrapper's loop run in."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._lock = threading.Lock()
-
-    def next(self) -> int:
-        with self._lock:
-            self._count += 1
-            return self._count
-
-
-_creates: contextvars.ContextVar[_CreateCounter | None] = contextvars.ContextVar(
-    "autoinfer_idempotency_creates", default=None
-)
-
-
-class APIError(AutoInferError):
-    """The service answered with an error: `.status`, `.code` and the service's message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{message} (HTTP {status}, {code})")
-        self.status, self.code, self.message = status, code, message
-
-
-_ERRORS = {401: AuthError, 403: Forbidden, 404: NotFound, 409: Conflict, 422: SpecError}
-
-
-class AutoInfer:
-    """Async client of one autoinfer service. Defaults come from AUTOINFER_URL / AUTOINFER_KEY."""
-
-    def __init__(
-        self, url: str | None = None, key: str | None = None, *, timeout: float = 30.0
-    ) -> None:
-        self.url = (url or os.environ.get("AUTOINFER_URL") or DEFAULT_URL).rstrip("/")
-        self.key = key if key is not None else os.environ.get("AUTOINFER_KEY")
-        self.timeout = timeout
-        self.jobs = Jobs(self)
-        self.events = Events(self)
-        self.triggers = Triggers(self)
-        self.keys = Keys(self)
-        self.secrets = Secrets(self)
-        self.notifications = Notifications(self)
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"} if self.key else {}
-
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {**self._headers(), **kwargs.pop("headers", {})}
-        async with httpx.AsyncClient(base_url=self.url, timeout=self.timeout) as http:
-            try:
-                response = await http.request(method, path, headers=headers, **kwargs)
-            except httpx.TransportError as error:
-                raise AutoInferError(
-                    f"{self.url}: cannot reach the autoinfer service: {error}"
-                ) from None
-        return _decode(response)
-
-    async def _stream_lines(self, path: str, params: dict[str, Any]) -> AsyncIterator[dict]:
-        async with (
-            httpx.AsyncClient(base_url=self.url, timeout=None) as http,
-            http.stream("GET", path, params=params, headers=self._headers()) as response,
-        ):
-            if response.status_code >= 400:
-                await response.aread()
-                _decode(response)
-            async for line in response.aiter_lines():
-                if line.strip():
-                    yield json.loads(line)
-
-    async def health(self) -> dict:
-        return await self._request("GET", "/healthz")
-
-
-def _decode(response: httpx.Response) -> Any:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.status_code >= 400:
-        error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
-        message = error.get("message") or response.text[:200] or response.reason_phrase
-        exception = _ERRORS.get(response.status_code)
-        if exception is not None:
-            raise exception(message)
-        raise APIError(response.status_code, error.get("code", "http_error"), message)
-    return body
 
 
 class Job:
@@ -214,9 +99,7 @@ class Job:
         )
         return page["lines"]
 
-    async def items(
-        self, *, status: str | None = None, limit: int = 100, offset: int = 0
-    ) -> dict:
+    async def items(self, *, status: str | None = None, limit: int = 100, offset: int = 0) -> dict:
         """A page of the job's per-item results: `{"items": [...], "total": N}`; `status`
         "ok" or "error" keeps only those."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
@@ -416,102 +299,3 @@ class Secrets:
 
     async def remove(self, name: str) -> None:
         await self._client._request("DELETE", f"/v1/secrets/{quote(name, safe='')}")
-
-
-@contextlib.contextmanager
-def idempotency_scope(key: str) -> Iterator[None]:
-    """Within it, the jobs created through the SDK carry `key` (the first), then `key-2`,
-    `key-3`, ...: code that runs again in a new scope with the same key (a redelivered event's
-    handler) sends the same keys in the same order, so it creates no new job, while each of
-    several jobs created in one run is a job of its own."""
-    tokens = (idempotency_key.set(key), _creates.set(_CreateCounter()))
-    try:
-        yield
-    finally:
-        _creates.reset(tokens[1])
-        idempotency_key.reset(tokens[0])
-
-
-def next_idempotency_key() -> str | None:
-    """The `Idempotency-Key` for the next job created in this context: None outside a scope;
-    the plain key if it was set without `idempotency_scope` (no counting)."""
-    key = idempotency_key.get()
-    counter = _creates.get()
-    if key is None or counter is None:
-        return key
-    n = counter.next()
-    return key if n == 1 else f"{key}-{n}"
-
-
-# --- the synchronous wrapper ------------------------------------------------------------
-
-
-class _Loop:
-    """One private event loop in a daemon thread, shared by every synchronous client."""
-
-    _instance: _Loop | None = None
-    _lock = threading.Lock()
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, name="autoinfer-sdk", daemon=True).start()
-
-    @classmethod
-    def get(cls) -> _Loop:
-        with cls._lock:
-            if cls._instance is None:
-                cls._instance = _Loop()
-            return cls._instance
-
-    def run(self, make: Callable[[], Awaitable[Any]]) -> Any:
-        context = contextvars.copy_context()  # keeps the caller's idempotency key
-        future: Any = asyncio.run_coroutine_threadsafe(_in_context(make, context), self.loop)
-        return future.result()
-
-
-async def _in_context(make: Callable[[], Awaitable[Any]], context: contextvars.Context) -> Any:
-    task = asyncio.get_running_loop().create_task(_await(make), context=context)
-    return await task
-
-
-async def _await(make: Callable[[], Awaitable[Any]]) -> Any:
-    return await make()
-
-
-class _Blocking:
-    """Wraps an async SDK object: coroutine methods become blocking calls, results are wrapped."""
-
-    def __init__(self, target: Any) -> None:
-        self._target = target
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._target, name)
-        if isinstance(value, (Jobs, Events, Triggers, Keys, Secrets, Notifications)):
-            return _Blocking(value)
-        if not callable(value) or not asyncio.iscoroutinefunction(value):
-            return value
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return _wrap(_Loop.get().run(lambda: value(*args, **kwargs)))
-
-        return call
-
-    def __repr__(self) -> str:
-        return repr(self._target)
-
-
-def _wrap(value: Any) -> Any:
-    if isinstance(value, Job):
-        return _Blocking(value)
-    if isinstance(value, list):
-        return [_wrap(item) for item in value]
-    return value
-
-
-class SyncAutoInfer(_Blocking):
-    """`AutoInfer` without `await`: `SyncAutoInfer(url, key).jobs.create(...).wait_for("finished")`."""
-
-    def __init__(
-        self, url: str | None = None, key: str | None = None, *, timeout: float = 30.0
-    ) -> None:
-        super().__init__(AutoInfer(url, key, timeout=timeout))
