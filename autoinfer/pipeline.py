@@ -29,7 +29,7 @@ from autoinfer.jobs.spec import JobSpec
 from autoinfer.logging_setup import log_context
 from autoinfer.storage.registry import StorageRegistry
 from autoinfer.triggers import LambdaContext, Locator, S3Locator, Trigger
-from autoinfer.triggers.guards import check_buckets, check_loops
+from autoinfer.triggers.guards import check_buckets, check_loops, check_unique_names
 
 log = logging.getLogger("autoinfer.pipeline")
 
@@ -73,7 +73,7 @@ class EventPipeline:
         self.on_jobs_created = on_jobs_created
         self.resolve_secret = resolve_secret or _literal_only
         self.triggers = [Trigger(t, base_dir=config.base_dir) for t in config.triggers]
-        _check_unique_names(self.triggers)
+        check_unique_names(self.triggers)
         check_buckets(self.triggers, config, storage.local_stores)
         check_loops(self.triggers, [*storage.local_stores.values(), S3Locator()])
         self.sources: list[Source] = []
@@ -133,9 +133,7 @@ class EventPipeline:
         """Record a body that could not be parsed."""
         return self.inbox.record_rejected(source, body, reason)
 
-    def reject_records(
-        self, source: str, rejected: Sequence[RejectedRecord]
-    ) -> list[EventRecord]:
+    def reject_records(self, source: str, rejected: Sequence[RejectedRecord]) -> list[EventRecord]:
         """Record, one `rejected` event each, the bad records of a notification whose other
         records were stored: the reason names the record's index and field."""
         return [self.inbox.record_rejected(source, r.excerpt(), r.reason) for r in rejected]
@@ -391,11 +389,3 @@ def _literal_only(value: str) -> str:
     if value.startswith("secret:"):
         raise ConfigError(f"{value!r}: no secret store to resolve it from")
     return value
-
-
-def _check_unique_names(triggers: Sequence[Trigger]) -> None:
-    seen: set[str] = set()
-    for trigger in triggers:
-        if trigger.name in seen:
-            raise ConfigError(f"trigger {trigger.name!r}: two triggers have this name")
-        seen.add(trigger.name)

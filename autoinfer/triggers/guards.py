@@ -1,8 +1,9 @@
 """Config-time guards on triggers: refuse configurations that cannot work before they run.
 
 `check_loops` refuses rules whose outputs would land where a trigger listens (every job would
-start another one); `check_buckets` refuses triggers on buckets that nothing configured serves.
-Both raise ConfigError naming the trigger and what to change.
+start another one); `check_buckets` refuses triggers on buckets that nothing configured serves;
+`check_unique_names` refuses two triggers of one name.
+Each raises ConfigError naming the trigger and what to change.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from autoinfer.storage.kinds import store_kind
 from autoinfer.storage.local import LocalStore
 from autoinfer.triggers import Locator, S3Locator, Trigger, render_template
 
-__all__ = ["OutputLocation", "check_buckets", "check_loops", "could_receive", "output_locations"]
+__all__ = [
+    "OutputLocation",
+    "check_buckets",
+    "check_loops",
+    "check_unique_names",
+    "could_receive",
+    "output_locations",
+]
 
 #: Event names an upload of a job's output produces (boto3 uses multipart for large files).
 OUTPUT_EVENTS = ("ObjectCreated:Put", "ObjectCreated:CompleteMultipartUpload", "ObjectCreated:Copy")
@@ -142,6 +150,15 @@ def check_buckets(
             f"trigger {trigger.name!r}: bucket {trigger.bucket!r} is not served by any configured "
             f"store or source (known buckets: {', '.join(sorted(known)) or 'none'}){create}"
         )
+
+
+def check_unique_names(triggers: Sequence[Trigger]) -> None:
+    """ConfigError when two triggers share a name (it keys their jobs and counts)."""
+    seen: set[str] = set()
+    for trigger in triggers:
+        if trigger.name in seen:
+            raise ConfigError(f"trigger {trigger.name!r}: two triggers have this name")
+        seen.add(trigger.name)
 
 
 # --- internals ----------------------------------------------------------------------
