@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import shutil
 import threading
@@ -45,13 +44,10 @@ except ImportError:  # an optional extra
     ) from None
 
 from autoinfer.executors.leasing import HeldJob, LeasingExecutor
-from autoinfer.executors.ray_node import (
-    MailboxActor,
-    NodeContext,
-    first_line,
+from autoinfer.executors.ray_node import MailboxActor, NodeContext, first_line, run_on_node
+from autoinfer.executors.ray_placement import (
+    placement_note,
     ray_accelerator_type,
-    requested_resources,
-    run_on_node,
     task_options,
 )
 from autoinfer.jobs.records import JobRecord
@@ -198,7 +194,7 @@ class RayExecutor(LeasingExecutor):
                 self._log(job.id, f"failed: {reason}")
                 self.jobs.fail_or_retry(job.id, reason, owner=self.owner, backoff_s=2.0)
                 return "failed"
-            self._log(job.id, self._placement_note(options))
+            self._log(job.id, placement_note(options))
             final, ended_by = self._wait(item)
             self._sync()
             return self._settle(item, final, ended_by)
@@ -243,18 +239,6 @@ class RayExecutor(LeasingExecutor):
             sandbox=self.ctx.sandbox.config,
             paths=self.ctx.paths,
         )
-
-    def _placement_note(self, options: dict[str, Any]) -> str:
-        wanted = requested_resources(options)
-        note = f"ray: submitted as task '{options['name']}', requesting {json.dumps(wanted)}"
-        try:
-            totals = ray.cluster_resources()
-        except RayError:
-            return note
-        missing = [name for name, amount in wanted.items() if totals.get(name, 0) < amount]
-        if missing:
-            note += f"; no node of the cluster has {', '.join(missing)} now: the job waits for one"
-        return note
 
     def _wait(self, item: _RayJob) -> tuple[str | None, RayError | None]:
         """Wait for the task, passing a stop on to it; (its final status, or the error that

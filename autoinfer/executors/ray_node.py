@@ -5,7 +5,7 @@ A job's task rebuilds what its Runner needs without the service (`NodeContext`: 
 the job's secrets, the model actors), runs the Runner, and sends every status change, progress
 figure and log line to the service through the `Mailbox` actor (`ReportingJobs`, the JobService
 methods a Runner calls), from which it also hears of a stop. `task_options` turns a job spec's
-resources into the task's Ray options.
+resources into the task's Ray options (`executors.ray_placement`, re-exported here).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -36,12 +35,17 @@ except ImportError:  # an optional extra
         "executor.type ray: Ray is not installed here; pip install 'autoinfer[ray]'"
     ) from None
 
+from autoinfer.executors.ray_placement import (  # noqa: F401 - re-exported
+    ray_accelerator_type,
+    requested_resources,
+    task_options,
+)
 from autoinfer.gallery import Gallery, Thumbnails
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import JobResult, JobService
-from autoinfer.jobs.spec import JobSpec, Status
+from autoinfer.jobs.spec import Status
 from autoinfer.predictors.ray_pool import ModelActors
-from autoinfer.runner import Cancellation, Runner, RunnerContext, one_line, runs_in_predictor_pool
+from autoinfer.runner import Cancellation, Runner, RunnerContext, one_line
 from autoinfer.sandbox import PathPolicy, SandboxConfig, make_sandbox
 from autoinfer.storage import StorageRegistry
 from autoinfer.storage.archives import ArchiveLimits
@@ -50,53 +54,6 @@ log = logging.getLogger("autoinfer.executor.ray")
 
 LOG_DELAY_S = 0.2  # how long a task's log lines and progress may wait to be sent together
 LISTEN_S = 5.0  # a task's long poll for its job's stop (it arrives at once)
-
-
-# --- the task's Ray options -----------------------------------------------------------------
-
-
-def ray_accelerator_type(gpu_type: str) -> str:
-    """A job's `gpu_type` in Ray's spelling of accelerator types (`ray.util.accelerators`):
-    `t4` → `T4`, `a100` → `A100`, `rtx3090` → `GeForce-RTX-3090`, `rtxa6000` → `RTX-A6000`;
-    a name already in Ray's spelling is kept."""
-    name = gpu_type.strip()
-    key = re.sub(r"[\s_-]", "", name.lower())
-    if match := re.fullmatch(r"rtx(a\d{4})", key):
-        return f"RTX-{match[1].upper()}"
-    if match := re.fullmatch(r"rtx(\d{4})(ti)?", key):
-        return f"GeForce-RTX-{match[1]}" + ("-Ti" if match[2] else "")
-    if re.fullmatch(r"[a-z]\d+[a-z]*", key):
-        return key.upper()
-    return name
-
-
-def task_options(spec: JobSpec, job_id: str) -> dict[str, Any]:
-    """The Ray options of a job's task: its resources, and no retries by Ray itself (a lost
-    attempt is retried through the job's own attempts). A built-in model job's GPU is its
-    model actors' (`predictors.ray_pool`), so its task asks for CPUs only."""
-    resources = spec.resources
-    options: dict[str, Any] = {
-        "num_cpus": resources.cpu_count,
-        "num_gpus": 0,
-        "max_retries": 0,
-        "retry_exceptions": False,
-        "name": f"autoinfer job {spec.name} ({job_id[:8]})",
-    }
-    if resources.gpu_count and not runs_in_predictor_pool(spec.model_dump(mode="json")):
-        options["num_gpus"] = resources.gpu_count
-        if resources.gpu_type:
-            options["accelerator_type"] = ray_accelerator_type(resources.gpu_type)
-    return options
-
-
-def requested_resources(options: dict[str, Any]) -> dict[str, float]:
-    """The Ray resources `options` ask for, as Ray names them."""
-    wanted = {"CPU": float(options["num_cpus"])}
-    if options.get("num_gpus"):
-        wanted["GPU"] = float(options["num_gpus"])
-    if options.get("accelerator_type"):
-        wanted[f"accelerator_type:{options['accelerator_type']}"] = 0.001
-    return wanted
 
 
 # --- the mailbox and the task ---------------------------------------------------------------
