@@ -38,9 +38,12 @@ def make_sqs_client(
     store: S3Storage | None = None,
     *,
     wait_time_s: int = MAX_WAIT_S,
+    retry: bool = True,
 ) -> Any:
     """An SQS client for `queue_url` with the credentials (and region) of `store`, or of the
-    standard AWS chain; its read timeout outlasts the long poll."""
+    standard AWS chain; its read timeout outlasts the long poll. `retry=False`: botocore makes
+    one attempt per call (for callers that retry on their own, such as the notification
+    outbox, where botocore's retry of a send that timed out after landing would duplicate it)."""
     endpoint_url, region = sqs_endpoint(queue_url)
     storage = store or S3Storage()
     session = storage.session()
@@ -48,4 +51,6 @@ def make_sqs_client(
     config = storage.client_config().merge(
         BotoConfig(read_timeout=max(storage.read_timeout_s, wait_time_s + 10))
     )
+    if not retry:
+        config = config.merge(BotoConfig(retries={"max_attempts": 1, "mode": "standard"}))
     return session.client("sqs", endpoint_url=endpoint_url, region_name=region, config=config)
