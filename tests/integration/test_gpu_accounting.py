@@ -8,28 +8,18 @@ folder), so the test decides when each job ends.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from autoinfer.config import ExecutorConfig, GpuConfig
 from tests.conftest import RunningService
+from tests.support.waiting import wait_until
 
 WORKER = (
     'echo "gpus=[$CUDA_VISIBLE_DEVICES]"; '
     'while [ ! -e "$AUTOINFER_DATA_PATH/go" ]; do sleep 0.05; done'
 )
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def log_text(api: RunningService, job_id: str) -> str:

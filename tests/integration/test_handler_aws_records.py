@@ -11,10 +11,8 @@ job the handler creates stays `new`.
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,6 +20,7 @@ from autoinfer.config import Config
 from autoinfer.service import AutoInferService
 from tests.conftest import serving_api_and_events
 from tests.s3_server import aws_client, make_bucket_with_queue
+from tests.support.waiting import wait_until
 
 API_KEY = "key-from-parameter-store"
 KEY = "incoming/images-2026-11-24_10-00-00.zip"
@@ -126,22 +125,12 @@ def service(
         yield running
 
 
-def wait_for(check: Any, what: str, limit_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
 def test_reference_handler_gets_aws_keys_from_a_store_that_encodes_slashes(
     service: AutoInferService, s3_endpoint: str
 ) -> None:
     aws_client("s3", s3_endpoint).put_object(Bucket="data", Key=KEY, Body=b"PK\x05\x06" + bytes(18))
 
-    jobs = wait_for(lambda: service.jobs.list()[0], "the handler's job")
+    jobs = wait_until(lambda: service.jobs.list()[0], "the handler's job")
     [event] = [e for e in service.pipeline.inbox.list()[0] if e.key == KEY]
     # What moto sent: the slash percent-encoded (AWS writes it literally).
     assert event.raw["s3"]["object"]["key"] == "incoming%2Fimages-2026-11-24_10-00-00.zip"
@@ -151,7 +140,7 @@ def test_reference_handler_gets_aws_keys_from_a_store_that_encodes_slashes(
     assert job.spec["data"]["input_uri"] == f"s3://data/{KEY}"
     assert job.spec["data"]["output_uri"] == "s3://data/processed/images-2026-11-24_10-00-00.zip"
     assert job.spec["resources"]["gpu_type"] == "RTX 2080 Ti"
-    settled = wait_for(
+    settled = wait_until(
         lambda: (e := service.pipeline.inbox.get(event.id)).outcome == "matched" and e,
         "the event to settle",
     )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from autoinfer.inbox import Inbox, Outcome
 from autoinfer.jobs.service import JobService
 from autoinfer.pipeline import EventPipeline
 from autoinfer.storage.registry import StorageRegistry
+from tests.support.waiting import wait_until
 
 TRIGGER = {
     "name": "classify-incoming",
@@ -61,14 +60,6 @@ class World:
 
     def _wake(self) -> None:
         self.woken += 1
-
-
-def wait_until(condition: Callable[[], bool], message: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting: {message}")
-        time.sleep(0.02)
 
 
 def created(

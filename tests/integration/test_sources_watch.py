@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from autoinfer.events.watch import WatchSource, is_partial
 from autoinfer.jobs.service import JobService
 from autoinfer.pipeline import EventPipeline
 from autoinfer.storage.registry import StorageRegistry
+from tests.support.waiting import wait_until
 
 CONFIG = {
     "data_dir": "state",
@@ -31,15 +32,6 @@ CONFIG = {
         }
     ],
 }
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0, message: str = "") -> None:
-    """Poll `condition` until it holds; fail (not a timing assertion) if it never does."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting: {message}")
-        time.sleep(0.05)
 
 
 class Service:
@@ -96,7 +88,7 @@ def test_two_hundred_files_dropped_at_once_start_two_hundred_jobs_once_each(
     service.start()
     for n in range(200):
         (service.incoming / f"images-{n:03d}.zip").write_bytes(f"archive {n}".encode())
-    wait_until(lambda: service.job_count() >= 200, message="200 jobs")
+    wait_until(lambda: service.job_count() >= 200, "200 jobs")
     assert sorted(service.job_inputs()) == sorted(
         (service.incoming / f"images-{n:03d}.zip").as_uri() for n in range(200)
     )
@@ -122,7 +114,7 @@ def test_file_written_slowly_is_picked_up_once_and_complete(tmp_path: Path) -> N
                 out.flush()
                 digest.update(chunk)
                 time.sleep(0.05)  # far below the settle interval
-        wait_until(lambda: service.job_count() == 1, message="the slow file's job")
+        wait_until(lambda: service.job_count() == 1, "the slow file's job")
         [event] = service.pipeline.inbox.list()[0]  # type: ignore[union-attr]
         assert event.etag == digest.hexdigest()
         assert event.size == 20 * 4096
@@ -147,7 +139,7 @@ def test_writer_that_keeps_the_file_open_between_writes_is_waited_for(tmp_path: 
                 digest.update(chunk)
                 time.sleep(1.0)
                 assert service.job_count() == 0, "reported while its writer still had it open"
-        wait_until(lambda: service.job_count() == 1, message="the paused file's job")
+        wait_until(lambda: service.job_count() == 1, "the paused file's job")
         [event] = service.pipeline.inbox.list()[0]  # type: ignore[union-attr]
         assert event.etag == digest.hexdigest()
         assert event.size == 30_000
@@ -163,19 +155,19 @@ def test_file_in_a_folder_created_after_start_is_seen(service: Service) -> None:
     nested.mkdir(parents=True)
     time.sleep(0.2)  # the new folders' watches are in place; the file arrives afterwards
     (nested / "n.zip").write_bytes(b"nested")
-    wait_until(lambda: service.job_count() == 1, message="the nested file's job")
+    wait_until(lambda: service.job_count() == 1, "the nested file's job")
     assert service.job_inputs() == [(nested / "n.zip").as_uri()]
 
 
 def test_files_added_while_stopped_are_processed_after_start(service: Service) -> None:
     service.start()
     (service.incoming / "before.zip").write_bytes(b"before")
-    wait_until(lambda: service.job_count() == 1, message="the first job")
+    wait_until(lambda: service.job_count() == 1, "the first job")
     service.stop()
     (service.incoming / "while-down-1.zip").write_bytes(b"one")
     (service.incoming / "while-down-2.zip").write_bytes(b"two")
     service.start()
-    wait_until(lambda: service.job_count() == 3, message="the jobs of files added while down")
+    wait_until(lambda: service.job_count() == 3, "the jobs of files added while down")
     names = sorted(job.name for job in service.jobs.list()[0])
     assert names == ["before", "while-down-1", "while-down-2"]
 
@@ -183,7 +175,7 @@ def test_files_added_while_stopped_are_processed_after_start(service: Service) -
 def test_files_present_at_the_very_first_start_are_processed(service: Service) -> None:
     (service.incoming / "early.zip").write_bytes(b"early")
     service.start()
-    wait_until(lambda: service.job_count() == 1, message="the early file's job")
+    wait_until(lambda: service.job_count() == 1, "the early file's job")
 
 
 def test_temp_and_partial_files_are_not_objects_until_renamed(service: Service) -> None:
@@ -193,7 +185,7 @@ def test_temp_and_partial_files_are_not_objects_until_renamed(service: Service) 
     (service.incoming / ".upload.zip").write_bytes(b"hidden")
     (service.incoming / "browser.zip.crdownload").write_bytes(b"x")
     partial.rename(service.incoming / "upload.zip")
-    wait_until(lambda: service.job_count() == 1, message="the renamed upload's job")
+    wait_until(lambda: service.job_count() == 1, "the renamed upload's job")
     assert [job.name for job in service.jobs.list()[0]] == ["upload"]
     assert service.pipeline.inbox.list()[1] == 1  # type: ignore[union-attr]
 
@@ -202,9 +194,9 @@ def test_new_content_under_the_same_name_is_a_new_object(service: Service) -> No
     service.start()
     target = service.incoming / "again.zip"
     target.write_bytes(b"first")
-    wait_until(lambda: service.job_count() == 1, message="the first version's job")
+    wait_until(lambda: service.job_count() == 1, "the first version's job")
     target.write_bytes(b"second version")
-    wait_until(lambda: service.job_count() == 2, message="the second version's job")
+    wait_until(lambda: service.job_count() == 2, "the second version's job")
 
 
 def test_a_folder_moved_into_the_bucket_is_reported_whole(service: Service, tmp_path: Path) -> None:
@@ -214,13 +206,13 @@ def test_a_folder_moved_into_the_bucket_is_reported_whole(service: Service, tmp_
     for n in range(3):
         (batch / f"b{n}.zip").write_bytes(bytes([n]))
     batch.rename(service.incoming / "batch")
-    wait_until(lambda: service.job_count() == 3, message="jobs for the moved folder's files")
+    wait_until(lambda: service.job_count() == 3, "jobs for the moved folder's files")
 
 
 def test_events_of_the_watcher_carry_the_content_md5(service: Service) -> None:
     service.start()
     (service.incoming / "x.zip").write_bytes(b"content")
-    wait_until(lambda: service.job_count() == 1, message="the job")
+    wait_until(lambda: service.job_count() == 1, "the job")
     [event] = service.pipeline.inbox.list()[0]  # type: ignore[union-attr]
     assert event.etag == hashlib.md5(b"content", usedforsecurity=False).hexdigest()
     assert event.event_name == "ObjectCreated:Put"

@@ -8,7 +8,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -29,6 +29,7 @@ from autoinfer.jobs.service import JobService
 from autoinfer.keys import Keys
 from autoinfer.pipeline import EventPipeline
 from autoinfer.storage.registry import StorageRegistry
+from tests.support.waiting import wait_until
 
 SEED_EVENT = Path(__file__).resolve().parents[1] / "data" / "example_event.json"
 WEBHOOK_TOKEN = "webhook-token-123"
@@ -169,14 +170,6 @@ def signed(body: bytes, token: str = WEBHOOK_TOKEN, at: int | None = None) -> di
     return {"X-AutoInfer-Signature": sign(token, body, at), "Content-Type": "application/json"}
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0, message: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting: {message}")
-        time.sleep(0.05)
-
-
 def test_event_delivered_five_times_by_two_sources_starts_one_job(
     served: tuple[MinimalService, httpx.Client], tmp_path: Path
 ) -> None:
@@ -195,7 +188,7 @@ def test_event_delivered_five_times_by_two_sources_starts_one_job(
     # 5: the watcher sees the same object in the local store.
     (tmp_path / "buckets" / "data" / "incoming" / "images-X.zip").write_bytes(content)
     inbox = service.pipeline.inbox
-    wait_until(lambda: inbox.list()[1] == 5, message="five deliveries recorded")
+    wait_until(lambda: inbox.list()[1] == 5, "five deliveries recorded")
     events, _ = inbox.list()
     assert sorted(e.outcome for e in events) == ["duplicate"] * 4 + ["matched"]
     assert {e.source for e in events} == {"webhook:local", "watch:local"}

@@ -7,7 +7,6 @@ local model (a script that lists its input), so they finish in moments.
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from autoinfer.events.sqs import SqsSource, parse_message_body
 from autoinfer.inbox import EventRecord, Outcome
 from tests.conftest import RunningService
 from tests.s3_server import make_bucket_with_queue, queue_depth
+from tests.support.waiting import wait_until
 
 BUCKET = "data"
 TERMINAL = ("finished", "failed", "stopped")
@@ -62,13 +62,6 @@ def small_zip(name: str) -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr(f"{name}.txt", name)
     return buffer.getvalue()
-
-
-def wait_for(done: Callable[[], bool], what: str, limit_s: float = 60.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not done():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.1)
 
 
 def jobs_by_name(running: RunningService) -> dict[str, list[str]]:
@@ -120,18 +113,18 @@ def test_messages_queued_while_the_service_is_stopped_are_processed_once_after_r
     config = sqs_config(make_config, tmp_path, s3_endpoint, queue_url)
     first = start_service(config)
     s3_client.put_object(Bucket=BUCKET, Key="incoming/a.zip", Body=small_zip("a"))
-    wait_for(lambda: all_finished(first, ["a"]), "the job of the object put while running")
+    wait_until(lambda: all_finished(first, ["a"]), "the job of the object put while running")
     first.server.stop()
 
     # While the service is down, three more objects land; their notifications wait.
     for name in ("b", "c", "d"):
         s3_client.put_object(Bucket=BUCKET, Key=f"incoming/{name}.zip", Body=small_zip(name))
     bodies = peek_bodies(sqs_client, queue_url, 3)
-    wait_for(lambda: queue_depth(s3_endpoint, queue_url) == (3, 0), "the messages to wait")
+    wait_until(lambda: queue_depth(s3_endpoint, queue_url) == (3, 0), "the messages to wait")
 
     second = start_service(config)  # same data folder, same database: a restart
-    wait_for(lambda: all_finished(second, ["a", "b", "c", "d"]), "the queued objects' jobs")
-    wait_for(lambda: queue_depth(s3_endpoint, queue_url) == (0, 0), "the queue to empty")
+    wait_until(lambda: all_finished(second, ["a", "b", "c", "d"]), "the queued objects' jobs")
+    wait_until(lambda: queue_depth(s3_endpoint, queue_url) == (0, 0), "the queue to empty")
 
     assert jobs_by_name(second) == {name: ["finished"] for name in ("a", "b", "c", "d")}
     events = inbox_events(second)
@@ -144,11 +137,11 @@ def test_messages_queued_while_the_service_is_stopped_are_processed_once_after_r
     # SQS delivers at least once: the same message again is recorded as a duplicate,
     # deleted, and starts nothing.
     sqs_client.send_message(QueueUrl=queue_url, MessageBody=bodies["incoming/b.zip"])
-    wait_for(
+    wait_until(
         lambda: any(e.outcome == Outcome.DUPLICATE.value for e in inbox_events(second)),
         "the redelivery to be recorded",
     )
-    wait_for(lambda: queue_depth(s3_endpoint, queue_url) == (0, 0), "the redelivery's deletion")
+    wait_until(lambda: queue_depth(s3_endpoint, queue_url) == (0, 0), "the redelivery's deletion")
     [duplicate] = [e for e in inbox_events(second) if e.outcome == Outcome.DUPLICATE.value]
     assert duplicate.key == "incoming/b.zip"
     assert jobs_by_name(second) == {name: ["finished"] for name in ("a", "b", "c", "d")}

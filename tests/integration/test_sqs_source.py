@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from tests.s3_server import (
     make_bucket_with_queue,
     queue_depth,
 )
+from tests.support.waiting import wait_until
 
 NAME = "sqs:test"
 
@@ -63,13 +63,6 @@ def poll_until(source: SqsSource, done: Callable[[], bool], rounds: int = 20) ->
             return
         source.poll_once()
     assert done(), f"not done after {rounds} polls: {source.stats}"
-
-
-def wait_for(done: Callable[[], bool], what: str, limit_s: float = 20.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not done():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.05)
 
 
 def polling_threads() -> list[threading.Thread]:
@@ -272,15 +265,15 @@ def test_source_keeps_polling_through_queue_failures_and_stops(
     source = source_for(s3_endpoint, queue_url, sink, wait_time_s=1, backoff_s=(0.05, 0.2))
     source.start()
     try:
-        wait_for(lambda: source.stats.receive_failures >= 2, "failed receives")
+        wait_until(lambda: source.stats.receive_failures >= 2, "failed receives")
         assert sqs_client.create_queue(QueueName="late-queue")["QueueUrl"] == queue_url
         sqs_client.send_message(
             QueueUrl=queue_url, MessageBody=json.dumps(notification("data", "incoming/a.zip"))
         )
-        wait_for(lambda: bool(sink.events), "the event after the queue appeared")
+        wait_until(lambda: bool(sink.events), "the event after the queue appeared")
     finally:
         source.stop()
-    wait_for(lambda: not polling_threads(), "the polling thread to end")
+    wait_until(lambda: not polling_threads(), "the polling thread to end")
 
 
 def test_unreachable_queue_endpoint_is_retried_not_fatal(s3_endpoint: str) -> None:
@@ -292,7 +285,7 @@ def test_unreachable_queue_endpoint_is_retried_not_fatal(s3_endpoint: str) -> No
     )
     source.start()
     try:
-        wait_for(lambda: source.stats.receive_failures >= 3, "repeated failed receives")
+        wait_until(lambda: source.stats.receive_failures >= 3, "repeated failed receives")
     finally:
         source.stop()
 
@@ -303,14 +296,14 @@ def test_nothing_is_ingested_after_stop_returns(
     sink = Sink()
     source = source_for(s3_endpoint, queue, sink, wait_time_s=2)
     source.start()
-    wait_for(lambda: source.stats.test_events == 1, "the TestEvent")
+    wait_until(lambda: source.stats.test_events == 1, "the TestEvent")
     source.stop()
     body = json.dumps(notification("data", "incoming/late.zip"))
     sqs_client.send_message(QueueUrl=queue, MessageBody=body)
 
     # The long poll that was waiting at stop() may still return the message: it must be
     # given back, not ingested.
-    wait_for(lambda: not polling_threads(), "the polling thread to end")
+    wait_until(lambda: not polling_threads(), "the polling thread to end")
     assert sink.events == []
     assert sum(queue_depth(s3_endpoint, queue)) == 1
 
