@@ -23,6 +23,7 @@ def open_registry(config: Config, resolve_secret: Callable[[str], str] = str) ->
     registry.register("s3", make_s3_factory(config.stores, resolve_secret))
     return registry
 
+
 __all__ = [
     "HttpStorage",
     "LocalStorage",
