@@ -4,11 +4,10 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 from tests.conftest import RunningService
-from tests.integration.test_runner import make_model, wait_terminal
+from tests.support.worker_jobs import make_model, wait_terminal
 
 CLI = [sys.executable, "-m", "autoinfer.cli"]
 

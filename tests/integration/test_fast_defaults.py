@@ -8,7 +8,7 @@ from pathlib import Path
 
 from autoinfer.config import Config, ExecutorConfig, PredictorsConfig
 from tests.conftest import RunningService
-from tests.integration.test_runner import make_model, spec, wait_terminal
+from tests.support.worker_jobs import make_model, spec, wait_terminal
 
 SLEEPER = "import time\ntime.sleep(120)\n"
 

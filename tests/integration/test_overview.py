@@ -13,7 +13,7 @@ from autoinfer.jobs.service import JobService
 from autoinfer.jobs.spec import JobSpec, Status
 from autoinfer.overview import OverviewHistory
 from tests.conftest import RunningService
-from tests.integration.test_inbox import created
+from tests.support.pipeline_world import created
 
 SPEC = JobSpec.model_validate(
     {"name": "charted", "data": {"input_uri": "/in.zip", "output_uri": "/out"}}

@@ -20,7 +20,7 @@ from autoinfer.jobs.service import JobService
 from autoinfer.jobs.spec import JobSpec, Status
 from autoinfer.jobs.store import LogRow, TransitionRow
 from autoinfer.retention import RetentionSweep
-from tests.integration.test_inbox import World, created
+from tests.support.pipeline_world import World, created
 
 SPEC = JobSpec.model_validate(
     {

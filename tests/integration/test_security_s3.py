@@ -13,8 +13,8 @@ from autoinfer.config import StoreConfig
 from autoinfer.errors import StorageError
 from autoinfer.storage.s3 import make_s3_factory
 from tests.conftest import RunningService
-from tests.integration.test_runner import make_model, wait_terminal
 from tests.s3_server import AwsKeys, aws_client
+from tests.support.worker_jobs import make_model, wait_terminal
 
 BUCKET = "allowed-data"
 

@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 
 from autoinfer.errors import ConfigError
 from tests.conftest import RunningService
-from tests.integration.test_runner import make_model, wait_terminal
+from tests.support.worker_jobs import make_model, wait_terminal
 
 PRINTS_SECRETS = textwrap.dedent(
     """
