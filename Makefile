@@ -24,8 +24,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The gate .ci/run passes before the tests: lint, formatting, and types (settings in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check autoinfer tests bench
+	$(BIN)/ruff format --check autoinfer tests bench
+	$(BIN)/mypy autoinfer
 
 clean:
 	rm -rf $(VENV) demo-workspace .autoinfer .pytest_cache
