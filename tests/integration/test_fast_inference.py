@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import struct
 import time
 import zipfile
@@ -20,6 +19,7 @@ from PIL import Image
 from autoinfer.predictors import load_image
 from autoinfer.predictors.zoo import imagenet_labels
 from tests.conftest import SEED_TRUTH, RunningService
+from tests.support.results import read_output
 
 SEEDS = sorted(SEED_TRUTH)
 
@@ -40,12 +40,6 @@ def run_builtin_job(api: RunningService, name: str, input_zip: Path, out: Path) 
             return job.dict
         time.sleep(0.05)
     raise AssertionError(f"job {name} did not end; last status {job.status}")
-
-
-def read_output(archive_path: Path) -> dict[str, Any]:
-    """Every JSON file of a result zip, by name."""
-    with zipfile.ZipFile(archive_path) as archive:
-        return {name: json.loads(archive.read(name)) for name in archive.namelist()}
 
 
 def pytorch_reference(seed_images: Path) -> dict[str, dict[str, Any]]:

@@ -12,7 +12,7 @@ import numpy as np
 from autoinfer.predictors.images import decode_image
 from autoinfer.predictors.zoo import load_classifier
 from tests.conftest import SEED_TRUTH, RunningService
-from tests.integration.test_fast_inference import read_output
+from tests.support.results import read_output
 
 INT8 = "efficientnet_lite0_int8"
 

@@ -3,11 +3,8 @@ the test made happen (events of each outcome, jobs of each status, images, S3 er
 
 from __future__ import annotations
 
-import hashlib
 import time
-import zipfile
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from autoinfer.api.metrics import Rate
 from autoinfer.config import Config, SourceConfig, StoreConfig, TriggerConfig
-from autoinfer.events.model import object_created, s3_record
 from tests.conftest import RunningService
+from tests.support.bucket_archives import archive
 
 TOKEN = "metrics-webhook-token"
 SOURCE = "webhook:local"
@@ -44,24 +41,6 @@ def scrape(api: RunningService) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def archive(path: Path, files: dict[str, str]) -> dict[str, Any]:
-    """Write a zip in the local bucket; the S3 notification announcing it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w") as handle:
-        for name, text in files.items():
-            handle.writestr(name, text)
-    key = path.relative_to(path.parents[2] / "data").as_posix()
-    event = object_created(
-        "data",
-        key,
-        size=path.stat().st_size,
-        etag=hashlib.md5(path.read_bytes()).hexdigest(),
-        modified=datetime.now(UTC),
-        flavour="aws",
-    )
-    return {"Records": [s3_record(event)]}
 
 
 def post_event(api: RunningService, body: dict[str, Any] | bytes) -> httpx.Response:

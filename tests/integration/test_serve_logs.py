@@ -12,8 +12,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.test_metrics import archive
-from tests.integration.test_postgres_replicas import WEBHOOK_TOKEN, Replica
+from tests.support.bucket_archives import archive
+from tests.support.serve_process import WEBHOOK_TOKEN, Replica
 
 
 def test_json_logs_name_the_event_and_the_job_they_are_about(tmp_path: Path) -> None:
