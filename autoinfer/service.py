@@ -7,6 +7,7 @@ import os
 import secrets
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from autoinfer.config import Config
 from autoinfer.db import Database, default_url
@@ -30,6 +31,9 @@ from autoinfer.runner import RunnerContext
 from autoinfer.sandbox import admission_for, make_sandbox
 from autoinfer.secrets import Secrets, install_log_redaction, load_master_key
 from autoinfer.storage import open_registry
+
+if TYPE_CHECKING:
+    from autoinfer.predictors.pool import PredictorPool
 
 log = logging.getLogger("autoinfer.service")
 
@@ -59,9 +63,10 @@ class AutoInferService:
         self.api_key = self._load_api_key()
         self.keys = Keys(self.db, bootstrap=self.api_key)
         self.url: str | None = None  # set once the HTTP server is listening
-        self._predictors = None
+        self._predictors: PredictorPool | None = None
         self._predictors_lock = threading.Lock()
         self.environments = EnvironmentManager(self.data_dir / "environments", config.environments)
+        self.gallery = Gallery(self.data_dir / "gallery")
         self.runner_context = RunnerContext(
             jobs=self.jobs,
             storage=self.storage,
@@ -69,7 +74,7 @@ class AutoInferService:
             predictors=self,  # the pool starts lazily on the first built-in job
             resolve_env=self.resolve_secret,
             redact=self.redact,
-            gallery=Gallery(self.data_dir / "gallery"),
+            gallery=self.gallery,
             items=self.items,
             environments=self.environments,
             sandbox=self.sandbox,
@@ -82,7 +87,7 @@ class AutoInferService:
             self.db, self._images_classified, notifications=self._notifications_pending
         )
         self.retention = RetentionSweep(
-            self.db, self.runner_context.gallery, config.retention, stopping=self._housekeeping_stop
+            self.db, self.gallery, config.retention, stopping=self._housekeeping_stop
         )
         self.housekeeping = Housekeeping(
             [
@@ -148,7 +153,7 @@ class AutoInferService:
     # --- predictors (the warm pool, created on first use) -------------------------------
 
     @property
-    def predictors(self):  # type: ignore[no-untyped-def]
+    def predictors(self) -> PredictorPool:
         with self._predictors_lock:  # concurrent first jobs must share one pool
             if self._predictors is None:
                 from autoinfer.predictors.pool import PredictorPool
@@ -179,7 +184,7 @@ class AutoInferService:
 
     makes_thumbnails = True  # the pool's classify takes `thumbnails`
 
-    def classify(self, *args, **kwargs) -> dict:  # type: ignore[no-untyped-def]
+    def classify(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return self.predictors.classify(*args, **kwargs)
 
     # --- jobs ---------------------------------------------------------------------------

@@ -6,12 +6,17 @@ The admin role is enforced by `require_key`'s policy (every path under these pre
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from autoinfer.api.auth import require_key
 from autoinfer.keys import CreatedKey, KeyRecord, Role
 from autoinfer.secrets import SecretInfo
+
+if TYPE_CHECKING:
+    from autoinfer.service import AutoInferService
 
 keys_router = APIRouter(prefix="/v1/keys", tags=["keys"], dependencies=[Depends(require_key)])
 secrets_router = APIRouter(
@@ -37,8 +42,9 @@ class SecretList(BaseModel):
     secrets: list[SecretInfo]
 
 
-def _service(request: Request):  # type: ignore[no-untyped-def]
-    return request.app.state.service
+def _service(request: Request) -> AutoInferService:
+    service: AutoInferService = request.app.state.service
+    return service
 
 
 @keys_router.post("", status_code=201, response_model=CreatedKey)

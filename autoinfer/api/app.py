@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -17,8 +18,11 @@ from autoinfer.api.headers import SecurityHeaders
 from autoinfer.api.limits import LimitsConfig
 from autoinfer.dashboard import routes as dashboard
 
+if TYPE_CHECKING:
+    from autoinfer.service import AutoInferService
 
-def create_app(service, *, manage_lifecycle: bool = True) -> FastAPI:  # type: ignore[no-untyped-def]
+
+def create_app(service: AutoInferService, *, manage_lifecycle: bool = True) -> FastAPI:
     """The app serving `service`; with `manage_lifecycle` it starts and stops the service too."""
 
     @asynccontextmanager

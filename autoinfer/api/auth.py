@@ -9,11 +9,15 @@ methods → submit, /v1/keys and /v1/secrets → admin): 401 for a missing, unkn
 from __future__ import annotations
 
 import hmac
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from autoinfer.errors import AuthError
 from autoinfer.keys import Principal
+
+if TYPE_CHECKING:
+    from autoinfer.service import AutoInferService
 
 #: Set in the ASGI scope by `autoinfer.api.gate` once it has checked the request's key, so
 #: the dependency below does not check it a second time.
@@ -33,8 +37,8 @@ def token_of(header: str) -> str | None:
 
 
 def authorize(
-    service, authorization: str, method: str, policy_path: str, shown_path: str
-) -> Principal | None:  # type: ignore[no-untyped-def]
+    service: AutoInferService, authorization: str, method: str, policy_path: str, shown_path: str
+) -> Principal | None:
     """The one access check of the API: the principal of the request's key (None when the
     service is insecure); AuthError (401) or Forbidden (403) otherwise.
 

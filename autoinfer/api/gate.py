@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autoinfer.api.auth import AUTHORIZED, authorize, require_key
@@ -86,11 +86,12 @@ class RequestGate:
             return
         if isinstance(outcome, _Disconnected):
             return
+        assert isinstance(outcome, bytes)  # the strings are handled above
         await self.app(scope, _replay(outcome, receive), send)
 
     # --- steps ----------------------------------------------------------------------------
 
-    def _route(self, scope: Scope) -> Route | None:
+    def _route(self, scope: Scope) -> BaseRoute | None:
         """The route the app will run for this request, or None (404 and 405 are the app's)."""
         if self._routes is None:
             self._routes = list(_flatten(self.fastapi_app.router.routes))
@@ -100,7 +101,7 @@ class RequestGate:
                 return route
         return None
 
-    def _route_needs_key(self, route: Route | None) -> bool:
+    def _route_needs_key(self, route: BaseRoute | None) -> bool:
         if route is None:
             return False
         known = self._needs_key.get(id(route))
@@ -113,7 +114,7 @@ class RequestGate:
     async def _authenticate(
         self,
         scope: Scope,
-        route: Route | None,
+        route: BaseRoute | None,
         route_path: str,
         method: str,
         headers: dict[str, str],

@@ -6,11 +6,12 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel
+from starlette.types import Receive, Scope, Send
 
 from autoinfer.api.auth import require_key
 from autoinfer.api.limits import MAX_DB_INT
@@ -18,6 +19,9 @@ from autoinfer.api.summaries import JobSummary
 from autoinfer.errors import NotFound
 from autoinfer.jobs.records import JobRecord, LogLine
 from autoinfer.jobs.spec import JobSpec, Status, parse_spec
+
+if TYPE_CHECKING:
+    from autoinfer.service import AutoInferService
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_key)])
 
@@ -32,13 +36,19 @@ class LogPage(BaseModel):
     status: str
 
 
-def _service(request: Request):  # type: ignore[no-untyped-def]
-    return request.app.state.service
+def _service(request: Request) -> AutoInferService:
+    service: AutoInferService = request.app.state.service
+    return service
 
 
-@router.post("", status_code=201, response_model=JobRecord, openapi_extra={
-    "requestBody": {"content": {"application/json": {"schema": JobSpec.model_json_schema()}}}
-})
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobRecord,
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": JobSpec.model_json_schema()}}}
+    },
+)
 def create_job(
     request: Request,
     payload: Any = Body(...),
@@ -65,7 +75,11 @@ def list_jobs(
 ) -> JobList:
     """Jobs newest first, as summaries (`GET /v1/jobs/{id}` has the spec)."""
     jobs, total = _service(request).jobs.list(
-        status=status.value if status else None, name=name, source=source, limit=limit, offset=offset
+        status=status.value if status else None,
+        name=name,
+        source=source,
+        limit=limit,
+        offset=offset,
     )
     return JobList(jobs=[JobSummary.of(job) for job in jobs], total=total)
 
@@ -82,7 +96,7 @@ def job_logs(
     after: int = Query(0, ge=0, le=MAX_DB_INT, description="only lines with an id above this"),
     follow: bool = Query(False, description="stream lines as NDJSON until the job ends"),
     limit: int = Query(10_000, ge=1, le=100_000),
-):  # type: ignore[no-untyped-def]
+) -> LogPage | FollowResponse:
     service = _service(request)
     job = service.jobs.get(job_id)  # 404 before streaming starts
     if not follow:
@@ -100,7 +114,7 @@ class FollowResponse(StreamingResponse):
         super().__init__(content, media_type="application/x-ndjson")
         self._release = release
 
-    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -152,20 +166,22 @@ def job_gallery(request: Request, job_id: str) -> dict:
     """A classifier job's predictions, each with a thumbnail of its image when it decoded."""
     service = _service(request)
     service.jobs.get(job_id)
-    return {"items": service.runner_context.gallery.items(job_id)}
+    return {"items": service.gallery.items(job_id)}
 
 
 @router.get("/{job_id}/gallery/{name}", response_class=FileResponse)
 def job_thumbnail(request: Request, job_id: str, name: str) -> FileResponse:
     service = _service(request)
     service.jobs.get(job_id)  # 404 for anything that is not a job's id ('..' included)
-    gallery = service.runner_context.gallery
+    gallery = service.gallery
     path = gallery.thumbnail(job_id, name)
     if path is not None and not _inside(path, gallery.folder(job_id)):
         path = None
     if path is None:
         raise NotFound(f"job {job_id}: no thumbnail {name!r}")
-    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+    return FileResponse(
+        path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+    )
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -310,7 +310,7 @@ class JobTimings:
                     TransitionRow.id > top - LOOKBACK_IDS, TransitionRow.id <= top
                 )
             ).all()
-        self.transitions = {status: count for status, count in counts}
+        self.transitions = dict(counts)
         self._seen = set(recent)
         self._cursor = top
 
@@ -354,7 +354,7 @@ class JobTimings:
         return history
 
 
-def _columns():  # type: ignore[no-untyped-def]
+def _columns():  # the select of a transition's fields, in _Transition's order
     return select(
         TransitionRow.id,
         TransitionRow.job_id,

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING, Self, TypedDict
 
 import uvicorn
 
 from autoinfer.api.app import create_app
 from autoinfer.api.connections import protocol_with
 from autoinfer.api.limits import LimitsConfig
+
+if TYPE_CHECKING:
+    from autoinfer.service import AutoInferService
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -21,10 +26,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 #: On shutdown, how long open requests (log streams follow a job until it ends) may go on
 #: before they are cut; only then does the service stop and give running jobs their grace.
-REQUESTS_GRACE_S = 5.0
+REQUESTS_GRACE_S = 5
 
 
-def make_server(service, host: str, port: int, *, log_level: str = "info") -> uvicorn.Server:  # type: ignore[no-untyped-def]
+def make_server(
+    service: AutoInferService, host: str, port: int, *, log_level: str = "info"
+) -> uvicorn.Server:
     app = create_app(service)
     config = uvicorn.Config(
         app,
@@ -40,7 +47,15 @@ def make_server(service, host: str, port: int, *, log_level: str = "info") -> uv
     return uvicorn.Server(config)
 
 
-def connection_limits(service) -> dict[str, object]:  # type: ignore[no-untyped-def]
+class ConnectionLimits(TypedDict):
+    """The keyword arguments of `uvicorn.Config` that `connection_limits` sets."""
+
+    http: type[asyncio.Protocol]
+    timeout_keep_alive: int
+    h11_max_incomplete_event_size: int
+
+
+def connection_limits(service: AutoInferService) -> ConnectionLimits:
     """uvicorn's share of the `limits:` settings: header time and size, idle keep-alive."""
     limits = getattr(getattr(service, "config", None), "limits", None) or LimitsConfig()
     return {
@@ -53,15 +68,21 @@ def connection_limits(service) -> dict[str, object]:  # type: ignore[no-untyped-
 class BackgroundServer:
     """The service and its API in a daemon thread of this process, on a free loopback port."""
 
-    def __init__(self, service, host: str = "127.0.0.1", port: int | None = None, *, log_level: str = "warning") -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self,
+        service: AutoInferService,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        log_level: str = "warning",
+    ) -> None:
         self.service = service
         self.port = port or free_port(host)
         self.url = f"http://{host}:{self.port}"
         self.server = make_server(service, host, self.port, log_level=log_level)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._thread = threading.Thread(target=self.server.run, name="autoinfer-api", daemon=True)
 
-    def __enter__(self) -> BackgroundServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
