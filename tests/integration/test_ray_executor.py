@@ -9,7 +9,6 @@ import re
 import signal
 import tempfile
 import textwrap
-import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.spec import JobSpec
 from autoinfer.sandbox import SandboxConfig
 from tests.conftest import SEED_TRUTH, RunningService
+from tests.support.waiting import wait_until
 
 ray = pytest.importorskip("ray")
 
@@ -88,22 +88,12 @@ def make_model(folder: Path, script: str) -> Path:
     return folder
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 120, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"gave up waiting for {what}")
-
-
 def wait_terminal(api: RunningService, job_id: str, timeout: float = 180) -> JobRecord:
     def ended() -> JobRecord | None:
         job = api.service.jobs.get(job_id)
         return job if job.terminal else None
 
-    return wait_for(ended, timeout, f"job {job_id} to end")  # type: ignore[return-value]
+    return wait_until(ended, f"job {job_id} to end", timeout=timeout)  # type: ignore[return-value]
 
 
 def log_lines(api: RunningService, job_id: str) -> list[str]:
@@ -145,7 +135,7 @@ def test_reference_workflow_classifies_the_seed_images_on_ray(
         jobs, _ = api.service.jobs.list(name="images-ray")
         return jobs[0] if jobs else None
 
-    job = wait_for(created, 60, "the trigger to create the job")
+    job = wait_until(created, "the trigger to create the job", timeout=60)
     result = wait_terminal(api, job.id, timeout=300)  # type: ignore[attr-defined]
     assert result.status == "finished", result.reason
     assert result.progress is not None and (result.progress.done, result.progress.total) == (5, 5)
@@ -202,14 +192,16 @@ def test_stop_ends_a_running_ray_job_stopped_with_its_process_tree_gone(
     job = api.client().jobs.create_from_spec(
         command_spec("stoppable", model, seed_zip, tmp_path / "out")
     )
-    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 120, "the command")
+    wait_until(
+        lambda: pid_file.exists() and pid_file.read_text().strip(), "the command", timeout=120
+    )
     pids = [int(p) for p in pid_file.read_text().split()]
     job.stop()
     result = wait_terminal(api, job.id, timeout=60)
     assert result.status == "stopped"
     assert result.reason == "stopped on request"
     for pid in pids:
-        wait_for(lambda pid=pid: not _alive(pid), 10, f"process {pid} to end")
+        wait_until(lambda pid=pid: not _alive(pid), f"process {pid} to end", timeout=10)
     assert not (tmp_path / "out").exists()
 
 
@@ -221,10 +213,10 @@ def test_job_asking_for_a_gpu_type_no_node_has_waits_for_resources_and_can_be_st
     resources = {"cpu_count": 1, "gpu_count": 1, "gpu_type": "a100"}
     spec = command_spec("needs-a100", model, seed_zip, tmp_path / "out", resources=resources)
     job = api.client().jobs.create_from_spec(spec)
-    note = wait_for(
+    note = wait_until(
         lambda: next((line for line in log_lines(api, job.id) if "no node" in line), None),
-        60,
         "the placement note",
+        timeout=60,
     )
     assert "accelerator_type:A100" in str(note)
     assert api.service.jobs.get(job.id).status == "waiting for resources"
@@ -250,14 +242,16 @@ def test_shutdown_hands_a_running_ray_job_back_without_spending_its_attempt(
     job = api.client().jobs.create_from_spec(
         command_spec("long", model, seed_zip, tmp_path / "out")
     )
-    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 120, "the command")
+    wait_until(
+        lambda: pid_file.exists() and pid_file.read_text().strip(), "the command", timeout=120
+    )
     api.service.executor.stop(grace_s=0)
     result = api.service.jobs.get(job.id)
     assert (result.status, result.attempt) == ("new", 0)
     assert any(
         line.startswith("handed back: service shutting down") for line in log_lines(api, job.id)
     )
-    wait_for(lambda: not _alive(int(pid_file.read_text())), 10, "the command to end")
+    wait_until(lambda: not _alive(int(pid_file.read_text())), "the command to end", timeout=10)
 
 
 def test_killed_worker_process_leads_to_a_new_attempt_and_one_result(
@@ -285,7 +279,9 @@ def test_killed_worker_process_leads_to_a_new_attempt_and_one_result(
     spec = JobSpec.model_validate(command_spec("survivor", model, seed_zip, tmp_path / "out"))
     job, _ = api.service.jobs.create(spec, max_attempts=2)
     api.service.executor.wake()
-    wait_for(lambda: "first attempt" in log_lines(api, job.id), 120, "the first attempt to run")
+    wait_until(
+        lambda: "first attempt" in log_lines(api, job.id), "the first attempt to run", timeout=120
+    )
     match = worker_line(api, job.id)
     assert match is not None
     os.kill(int(match[1]), signal.SIGKILL)  # the Ray worker process running the task
