@@ -8,6 +8,7 @@ when the build succeeded) and never touches the service's own environment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -15,7 +16,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from autoinfer.environments.indexes import IndexSettings
 from autoinfer.environments.interpreters import BaseInterpreter
@@ -84,12 +85,30 @@ class UvBuilder:
     ) -> None:
         env = {**self.env, **self.indexes.env}
         run_installer(
-            [self.uv_bin, "venv", "--no-project", "--relocatable", "--python",
-             str(interpreter.executable), str(target)],
-            env, log, cancelled,
+            [
+                self.uv_bin,
+                "venv",
+                "--no-project",
+                "--relocatable",
+                "--python",
+                str(interpreter.executable),
+                str(target),
+            ],
+            env,
+            log,
+            cancelled,
         )
-        install = [self.uv_bin, "pip", "install", "--python", str(target / "bin" / "python"),
-                   *self.indexes.args, "-r", str(requirements), "pip"]
+        install = [
+            self.uv_bin,
+            "pip",
+            "install",
+            "--python",
+            str(target / "bin" / "python"),
+            *self.indexes.args,
+            "-r",
+            str(requirements),
+            "pip",
+        ]
         if not self.build_sdists:
             install.insert(3, "--no-build")
         run_installer(install, env, log, cancelled)
@@ -115,9 +134,19 @@ class PipBuilder:
         log: BuildLog,
         cancelled: threading.Event | None,
     ) -> None:
-        run_installer([str(interpreter.executable), "-m", "venv", str(target)], self.env, log, cancelled)
-        install = [str(target / "bin" / "python"), "-m", "pip", "install", "--no-input",
-                   "--disable-pip-version-check", "-r", str(requirements)]
+        run_installer(
+            [str(interpreter.executable), "-m", "venv", str(target)], self.env, log, cancelled
+        )
+        install = [
+            str(target / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--no-input",
+            "--disable-pip-version-check",
+            "-r",
+            str(requirements),
+        ]
         if not self.build_sdists:
             install += ["--only-binary", ":all:"]
         run_installer(install, self.env, log, cancelled)
@@ -143,11 +172,16 @@ def run_installer(
     it fails, JobStopped when `cancelled` is set meanwhile (the step is killed)."""
     output: list[str] = []
     process = subprocess.Popen(
-        list(command), cwd="/", env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        list(command),
+        cwd="/",
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
 
-    def pump(pipe, stream: str) -> None:  # type: ignore[no-untyped-def]
+    def pump(pipe: IO[bytes], stream: str) -> None:
         for raw in iter(pipe.readline, b""):
             line = raw.decode("utf-8", errors="replace").rstrip()
             if line:
@@ -168,17 +202,20 @@ def run_installer(
             _kill(process)
             break
         if cancelled is None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(0.1)
-            except subprocess.TimeoutExpired:
-                pass
     for reader in readers:
         reader.join(timeout=5)
     if stopped:
         raise JobStopped("stopped while the environment was being built")
     if process.returncode != 0:
-        reason = failure_reason(output) or f"{Path(command[0]).name} exited with code {process.returncode}"
-        error = EnvironmentRejected if any(p in reason for p in UNSATISFIABLE) else EnvironmentFailed
+        reason = (
+            failure_reason(output)
+            or f"{Path(command[0]).name} exited with code {process.returncode}"
+        )
+        error = (
+            EnvironmentRejected if any(p in reason for p in UNSATISFIABLE) else EnvironmentFailed
+        )
         raise error(f"environment: {reason}")
 
 
@@ -211,7 +248,7 @@ def failure_reason(lines: Sequence[str]) -> str:
     return reason
 
 
-def _kill(process: subprocess.Popen) -> None:  # type: ignore[type-arg]
+def _kill(process: subprocess.Popen[bytes]) -> None:
     import signal
 
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -254,4 +291,3 @@ def find_uv() -> str | None:
     import shutil
 
     return shutil.which("uv")
-

@@ -95,7 +95,7 @@ def detect_inventory() -> list[Gpu]:
 
 
 def _detect_nvml() -> list[Gpu]:
-    import pynvml  # type: ignore[import-not-found,import-untyped]  # the optional `gpu` extra
+    import pynvml  # the optional `gpu` extra (untyped: see pyproject's mypy overrides)
 
     pynvml.nvmlInit()
     try:

@@ -8,6 +8,7 @@ this service extends.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
@@ -161,7 +162,7 @@ class JobService(JobQueue):
     def counts_by_status(self) -> dict[str, int]:
         with self.db.session() as session:
             rows = session.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
-            return {status: count for status, count in rows}
+            return dict(rows.tuples().all())
 
     # --- the state machine --------------------------------------------------------------
 
@@ -269,7 +270,9 @@ class JobService(JobQueue):
         with self.db.connection() as connection:
             connection.execute(insert(LogRow), rows)
 
-    def logs(self, job_id: str, *, after: int = 0, limit: int = 10_000) -> list[LogLine]:
+    def logs(
+        self, job_id: str, *, after: int = 0, limit: int = 10_000
+    ) -> builtins.list[LogLine]:  # `list` here is the method above
         with self.db.session() as session:
             self._row(session, job_id)
             rows = session.scalars(

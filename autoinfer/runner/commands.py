@@ -4,6 +4,7 @@ pumped line by line into the job's log, killed with its whole group on stop or t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -128,7 +129,7 @@ def last_error_line(runner: Runner) -> str:
     return f": {one_line(runner._last_stderr)}" if runner._last_stderr else ""
 
 
-def kill_process_group(process: subprocess.Popen) -> None:  # type: ignore[type-arg]
+def kill_process_group(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the process group, then SIGKILL what is left after a grace period."""
     for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 5.0)):
         try:
@@ -138,10 +139,8 @@ def kill_process_group(process: subprocess.Popen) -> None:  # type: ignore[type-
         try:
             process.wait(timeout=wait)
             # The leader is gone; make sure no child in its group survives it.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             return
         except subprocess.TimeoutExpired:
             continue

@@ -187,12 +187,12 @@ class BwrapSandbox:
             return problem
         with tempfile.TemporaryDirectory(prefix="autoinfer-sandbox-test-") as temp:
             workdir = Path(temp)
-            folders = [workdir / name for name in ("data", "output", "model")]
-            for folder in folders:
+            data, output, model = (workdir / name for name in ("data", "output", "model"))
+            for folder in (data, output, model):
                 folder.mkdir()
             # Its output folder writable, the host's /etc/shadow out of sight.
-            probe = f"test -w {shlex.quote(str(folders[1]))} && test ! -e /etc/shadow"
-            argv = self.argv(WorkerRun(probe, workdir, *folders))
+            probe = f"test -w {shlex.quote(str(output))} && test ! -e /etc/shadow"
+            argv = self.argv(WorkerRun(probe, workdir, data, output, model))
             try:
                 result = subprocess.run(
                     argv,

@@ -17,6 +17,9 @@ from autoinfer.sdk.idempotency import next_idempotency_key
 if TYPE_CHECKING:
     from autoinfer.sdk.client import AutoInfer
 
+#: A JSON object as the API returns it (`Job` has a `dict` method, so its annotations use this).
+JSONObject = dict[str, Any]
+
 
 TERMINAL = ("finished", "failed", "stopped")
 
@@ -93,13 +96,15 @@ class Job:
                 )
             await asyncio.sleep(interval)
 
-    async def logs(self, *, after: int = 0) -> list[dict]:
+    async def logs(self, *, after: int = 0) -> list[JSONObject]:
         page = await self._client._request(
             "GET", f"/v1/jobs/{self.id}/logs", params={"after": after}
         )
         return page["lines"]
 
-    async def items(self, *, status: str | None = None, limit: int = 100, offset: int = 0) -> dict:
+    async def items(
+        self, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> JSONObject:
         """A page of the job's per-item results: `{"items": [...], "total": N}`; `status`
         "ok" or "error" keeps only those."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
@@ -107,7 +112,7 @@ class Job:
             params["status"] = status
         return await self._client._request("GET", f"/v1/jobs/{self.id}/items", params=params)
 
-    async def follow_logs(self, *, after: int = 0) -> AsyncIterator[dict]:
+    async def follow_logs(self, *, after: int = 0) -> AsyncIterator[JSONObject]:
         """Log lines as they are written; the last item is `{"status": ..., "reason": ...}`."""
         params = {"follow": "true", "after": after}
         async for item in self._client._stream_lines(f"/v1/jobs/{self.id}/logs", params):
