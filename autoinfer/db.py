@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -61,7 +62,7 @@ class Database:
         with self._turn, self.engine.begin() as connection:
             yield connection
 
-    def insert(self):  # type: ignore[no-untyped-def]
+    def insert(self):  # postgresql.insert or sqlite.insert: two unrelated types
         """The dialect's INSERT that knows ON CONFLICT (both supported databases have it)."""
         return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
 
@@ -75,7 +76,7 @@ def _make_engine(url: str) -> Engine:
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:  # a DB-API connection
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")

@@ -81,7 +81,7 @@ class OverviewHistory:
             samples = [s for s in self._samples if s.at >= since - timedelta(seconds=SAMPLE_S)]
         if not samples or (now - samples[-1].at).total_seconds() >= MIN_GAP_S:
             samples.append(self._measure())
-        points = []
+        points: list[dict[str, Any]] = []
         for previous, sample in zip([None, *samples], samples, strict=False):
             rate = 0.0
             if previous is not None:

@@ -111,7 +111,7 @@ class RetentionSweep:
         """Ended jobs older than `cutoff`, their transitions, logs and every row pointing at
         them (tables other parts add, such as per-item results, included)."""
         removed: list[str] = []
-        children = _tables_pointing_at(JobRow.__table__)
+        children = _tables_pointing_at(_table(JobRow))
         while not self.stopping.is_set():
             query = (
                 select(JobRow.id)
@@ -124,7 +124,7 @@ class RetentionSweep:
             with self.db.connection() as connection:
                 ids = list(connection.scalars(query))
                 if ids:
-                    _delete_with_children(connection, JobRow.__table__, children, ids)
+                    _delete_with_children(connection, _table(JobRow), children, ids)
             removed += ids
             if len(ids) < self.config.batch_size:
                 break
@@ -177,7 +177,7 @@ class RetentionSweep:
     def _sweep_events(self, cutoff: datetime) -> int:
         """Settled events received before `cutoff`, with their dispatches."""
         removed = 0
-        children = _tables_pointing_at(EventRow.__table__)
+        children = _tables_pointing_at(_table(EventRow))
         while not self.stopping.is_set():
             with self.db.connection() as connection:
                 ids = list(
@@ -192,11 +192,16 @@ class RetentionSweep:
                     )
                 )
                 if ids:
-                    _delete_with_children(connection, EventRow.__table__, children, ids)
+                    _delete_with_children(connection, _table(EventRow), children, ids)
             removed += len(ids)
             if len(ids) < self.config.batch_size:
                 break
         return removed
+
+
+def _table(row: type[JobRow | EventRow]) -> Table:
+    """The Core table of an ORM class (typed as a Table, which `__table__` is not)."""
+    return metadata.tables[row.__tablename__]
 
 
 def _tables_pointing_at(parent: Table) -> list[tuple[Table, list[str]]]:

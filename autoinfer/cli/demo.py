@@ -41,7 +41,9 @@ def sample_photos_zip() -> bytes:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, pixels in photos.items():
             encoded = io.BytesIO()
-            Image.fromarray(pixels).save(encoded, format="PNG" if name.endswith(".png") else "JPEG", quality=92)
+            Image.fromarray(pixels).save(
+                encoded, format="PNG" if name.endswith(".png") else "JPEG", quality=92
+            )
             archive.writestr(name, encoded.getvalue())
     return buffer.getvalue()
 
@@ -74,8 +76,12 @@ def demo_config(workspace: Path) -> Config:
 
 @one_line_errors
 def demo(
-    workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", help="Folder for the buckets and the service's data."),
-    images: Path = typer.Option(None, "--images", help="A zip of images to upload [default: scikit-image sample photos]."),
+    workspace: Path = typer.Option(
+        Path("demo-workspace"), "--workspace", help="Folder for the buckets and the service's data."
+    ),
+    images: Path = typer.Option(
+        None, "--images", help="A zip of images to upload [default: scikit-image sample photos]."
+    ),
     timeout: float = typer.Option(600, "--timeout", help="Seconds to wait for the job."),
 ) -> None:
     """Run the reference workflow: upload → event → trigger → job → predictions."""
@@ -90,17 +96,31 @@ def demo(
 
     service = AutoInferService(demo_config(workspace))
     with BackgroundServer(service) as server:
-        console.print(f"[bold]autoinfer[/bold] serving on {safe_text(server.url)} (API key in {safe_text(service.api_key_file)})", highlight=False)
-        console.print(safe_text(f"object store: {workspace / 'buckets'}  (bucket '{BUCKET}')"), highlight=False)
+        console.print(
+            f"[bold]autoinfer[/bold] serving on {safe_text(server.url)} (API key in {safe_text(service.api_key_file)})",
+            highlight=False,
+        )
+        console.print(
+            safe_text(f"object store: {workspace / 'buckets'}  (bucket '{BUCKET}')"),
+            highlight=False,
+        )
         name = "images-" + datetime.now(UTC).strftime("%Y-%m-%d_%H-%M-%S")
         partial = incoming / f".{name}.zip.part"
         partial.write_bytes(payload)
         partial.rename(incoming / f"{name}.zip")  # appears complete, as an S3 PUT does
-        console.print(safe_text(f"uploaded s3-style object {BUCKET}/incoming/{name}.zip ({len(payload)} bytes)"), highlight=False)
+        console.print(
+            safe_text(
+                f"uploaded s3-style object {BUCKET}/incoming/{name}.zip ({len(payload)} bytes)"
+            ),
+            highlight=False,
+        )
 
         client = SyncAutoInfer(server.url, service.api_key)
         job = _wait_for_job(client, name, timeout)
-        console.print(f"event → trigger 'classify-incoming' → job [bold]{safe_text(job.name)}[/bold] ({safe_text(job.id)})", highlight=False)
+        console.print(
+            f"event → trigger 'classify-incoming' → job [bold]{safe_text(job.name)}[/bold] ({safe_text(job.id)})",
+            highlight=False,
+        )
         job = _follow(job, timeout)
         if job.status != "finished":
             raise AutoInferError(f"job {job.name} ended {job.status}: {job.reason}")
@@ -109,17 +129,19 @@ def demo(
         console.print(f"\npredictions archive: [bold]{safe_text(output)}[/bold]", highlight=False)
 
 
-def _wait_for_job(client, name: str, timeout: float):  # type: ignore[no-untyped-def]
+def _wait_for_job(client, name: str, timeout: float):  # a SyncAutoInfer and its Job
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = client.jobs.list(name=name, limit=1)
         if found:
             return found[0]
         time.sleep(0.2)
-    raise AutoInferError(f"no job was created for {name}.zip within {timeout} s; see `autoinfer events list`")
+    raise AutoInferError(
+        f"no job was created for {name}.zip within {timeout} s; see `autoinfer events list`"
+    )
 
 
-def _follow(job, timeout: float):  # type: ignore[no-untyped-def]
+def _follow(job, timeout: float):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -143,7 +165,10 @@ def _print_predictions(archive_path: Path) -> None:
             prediction = json.loads(archive.read(member))
             if "error" in prediction:
                 table.add_row(
-                    safe_text(prediction["file"]), "[red]error[/red]", "", safe_text(prediction["error"])
+                    safe_text(prediction["file"]),
+                    "[red]error[/red]",
+                    "",
+                    safe_text(prediction["error"]),
                 )
                 continue
             best, *rest = prediction["classes"]

@@ -17,11 +17,17 @@ stderr = Console(stderr=True)
 
 @one_line_errors
 def serve(
-    config_file: Path = typer.Option(None, "--config", "-c", help="autoinfer.yaml (default: ./autoinfer.yaml if present)."),
+    config_file: Path = typer.Option(
+        None, "--config", "-c", help="autoinfer.yaml (default: ./autoinfer.yaml if present)."
+    ),
     host: str = typer.Option(None, "--host", help="Listen address [default: 127.0.0.1]."),
     port: int = typer.Option(None, "--port", help="Listen port [default: 8000]."),
-    data_dir: Path = typer.Option(None, "--data-dir", help="Database, logs, scratch and model cache."),
-    insecure: bool = typer.Option(False, "--insecure", help="Accept requests without an API key (local use only)."),
+    data_dir: Path = typer.Option(
+        None, "--data-dir", help="Database, logs, scratch and model cache."
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Accept requests without an API key (local use only)."
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
     log_format: str = typer.Option(
         "text", "--log-format", help="text, or json (one object per line, with job_id/event_id)."
@@ -43,13 +49,23 @@ def serve(
         config.api = config.api.model_copy(update=updates)
     if data_dir is not None:
         config.data_dir = data_dir.resolve()
-    configure_logging(log_level, log_format)  # type: ignore[arg-type]
+    configure_logging(log_level, log_format)
     service = AutoInferService(config, insecure=insecure or config.insecure)
     if service.insecure:
-        _notice(log_format, "--insecure: the API accepts requests without a key. Local use only.", "yellow")
+        _notice(
+            log_format,
+            "--insecure: the API accepts requests without a key. Local use only.",
+            "yellow",
+        )
     else:
-        _notice(log_format, f"API key: in {service.api_key_file} (or AUTOINFER_API_KEY); send 'Authorization: Bearer <key>'")
-    _notice(log_format, f"autoinfer on http://{config.api.host}:{config.api.port}  (data in {service.data_dir})")
+        _notice(
+            log_format,
+            f"API key: in {service.api_key_file} (or AUTOINFER_API_KEY); send 'Authorization: Bearer <key>'",
+        )
+    _notice(
+        log_format,
+        f"autoinfer on http://{config.api.host}:{config.api.port}  (data in {service.data_dir})",
+    )
     server = make_server(service, config.api.host, config.api.port, log_level=log_level)
     route_uvicorn_logs()  # uvicorn installed its own handlers just now
     server.run()

@@ -247,7 +247,7 @@ def _record_duplicate(connection: Connection, event: S3Event, values: dict[str, 
         .values(deliveries=EventRow.deliveries + 1)
         .returning(EventRow.id, EventRow.deliveries)
     ).one()
-    return connection.scalar(
+    return connection.execute(
         insert(EventRow)
         .values(
             **values,
@@ -256,7 +256,7 @@ def _record_duplicate(connection: Connection, event: S3Event, values: dict[str, 
             duplicate_of=original_id,
         )
         .returning(EventRow.id)
-    )
+    ).scalar_one()
 
 
 # The hot statements, built once (every event passes through them).

@@ -23,6 +23,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    insert,
     select,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -105,7 +106,7 @@ class JobItems:
                 for item in items[start : start + WRITE_CHUNK]
             ]
             with self.db.connection() as connection:
-                connection.execute(ItemRow.__table__.insert(), rows)
+                connection.execute(insert(ItemRow), rows)
 
     def clear(self, job_id: str) -> None:
         """Forget the job's results (a new attempt records them again)."""
@@ -125,7 +126,7 @@ class JobItems:
                 select(ItemRow).where(*filters).order_by(ItemRow.id).limit(limit).offset(offset)
             ).all()
         items = [
-            ItemRecord(file=row.file, status=row.status, error=row.error, top=row.top)  # type: ignore[arg-type]
+            ItemRecord(file=row.file, status=row.status, error=row.error, top=row.top)
             for row in rows
         ]
         return ItemPage(items=items, total=total)

@@ -83,8 +83,11 @@ class ModelSource(_Strict):
     @field_validator("checkpoints")
     @classmethod
     def _no_checkpoints(cls, value: list[Any]) -> list[Any]:
-        return _unsupported(value, "not supported: put the weights in the model folder "
-                            "or download them in a worker command")
+        return _unsupported(
+            value,
+            "not supported: put the weights in the model folder "
+            "or download them in a worker command",
+        )
 
 
 class OutputOptions(_Strict):
@@ -103,8 +106,9 @@ class Data(_Strict):
     @field_validator("datasets")
     @classmethod
     def _no_datasets(cls, value: list[Any]) -> list[Any]:
-        return _unsupported(value, "not supported: give the data as data.input_uri "
-                            "(a file, an archive or a prefix)")
+        return _unsupported(
+            value, "not supported: give the data as data.input_uri (a file, an archive or a prefix)"
+        )
 
     @model_validator(mode="after")
     def _infer_types(self) -> Data:
@@ -113,8 +117,10 @@ class Data(_Strict):
         if self.output_type is None:
             kind = uri_type(self.output_uri)
             if kind == "http":
-                raise ValueError("output_uri: http(s) outputs are not supported; use s3:// or a path")
-            self.output_type = kind  # type: ignore[assignment]
+                raise ValueError(
+                    "output_uri: http(s) outputs are not supported; use s3:// or a path"
+                )
+            self.output_type = kind
         return self
 
 
@@ -134,8 +140,11 @@ class Packages(_Strict):
     @field_validator("apt", "conda")
     @classmethod
     def _no_system_packages(cls, value: list[str]) -> list[str]:
-        return _unsupported(value, "not supported: put Python packages in packages.pip or the "
-                            "model's requirements.txt; system packages must be installed on the host")
+        return _unsupported(
+            value,
+            "not supported: put Python packages in packages.pip or the "
+            "model's requirements.txt; system packages must be installed on the host",
+        )
 
 
 class Environment(_Strict):
@@ -175,7 +184,9 @@ class JobSpec(_Strict):
     @model_validator(mode="after")
     def _workers_needed(self) -> JobSpec:
         if self.model.source_type != "builtin" and not self.workers:
-            raise ValueError(f"workers: required when model.source_type is {self.model.source_type!r}")
+            raise ValueError(
+                f"workers: required when model.source_type is {self.model.source_type!r}"
+            )
         return self
 
 
@@ -192,7 +203,7 @@ def safe_file_name(name: str) -> str:
     return output_names.safe_file_name(name)
 
 
-def uri_type(uri: str) -> str:
+def uri_type(uri: str) -> Literal["aws", "local", "http"]:
     """The trainML data type of a URI: aws, http or local."""
     lowered = uri.lower()
     if lowered.startswith("s3://"):
