@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import ServiceProcess, free_port, service_config
+from tests.support.service_harness import ServiceProcess, free_port, service_config
 
 
 @pytest.fixture

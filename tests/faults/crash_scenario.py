@@ -19,7 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from autoinfer.jobs.infra import infra_retries
-from tests.faults.harness import (
+from tests.support.service_harness import (
     LIVE,
     ServiceProcess,
     WebhookSender,

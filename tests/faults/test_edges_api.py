@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.faults.harness import (
+from tests.support.raw_http import open_request, read_response, request, rss_bytes
+from tests.support.service_harness import (
     API_KEY,
     WEBHOOK_TOKEN,
     ServiceProcess,
     notification,
     record_for,
 )
-from tests.support.raw_http import open_request, read_response, request, rss_bytes
 
 MIB = 1024 * 1024
 ADMIN = {"Authorization": f"Bearer {API_KEY}"}

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from autoinfer.output_names import key_stem
-from tests.faults.harness import (
+from tests.support.bombs import bomb_png
+from tests.support.service_harness import (
     API_KEY,
     REPO,
     ServiceProcess,
@@ -28,7 +29,6 @@ from tests.faults.harness import (
     notification,
     record_for,
 )
-from tests.support.bombs import bomb_png
 
 GIB = 1024**3
 

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.faults.harness import API_KEY, ServiceProcess
 from tests.support.raw_http import cpu_seconds, open_request, read_status
+from tests.support.service_harness import API_KEY, ServiceProcess
 
 
 def running_job(service: ServiceProcess) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.faults.harness import ServiceProcess
+from tests.support.service_harness import ServiceProcess
 
 # A worker that announces it started, then works for a while unless an earlier run of it was
 # handed back (then it finishes at once), and writes its output.

@@ -14,7 +14,7 @@ import pytest
 
 from autoinfer.events.model import S3Event, s3_record
 from autoinfer.output_names import key_stem
-from tests.faults.harness import (
+from tests.support.service_harness import (
     ServiceProcess,
     classify_trigger,
     files_below,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import (
+from tests.support.service_harness import (
     ServiceProcess,
     classify_trigger,
     make_object,

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.faults.harness import (
+from tests.s3_server import ACCOUNT_ID, aws_client
+from tests.support.service_harness import (
     ServiceProcess,
     classify_trigger,
     free_port,
@@ -16,7 +17,6 @@ from tests.faults.harness import (
     notification,
     service_config,
 )
-from tests.s3_server import ACCOUNT_ID, aws_client
 from tests.support.webhook_receiver import WebhookReceiver, new_secret
 
 RETRY = {"backoff_s": 0.1, "max_backoff_s": 0.5}

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.faults.harness import ServiceProcess, jpeg_bytes
+from tests.support.service_harness import ServiceProcess, jpeg_bytes
 
 IMAGES = 800
 ENDED = ("finished", "failed", "stopped")

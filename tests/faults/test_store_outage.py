@@ -14,8 +14,13 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import ServiceProcess, classify_trigger, make_object, notification
 from tests.s3_server import REGION, aws_client
+from tests.support.service_harness import (
+    ServiceProcess,
+    classify_trigger,
+    make_object,
+    notification,
+)
 
 OUTAGE_S = 10.0
 SERVER = Path(__file__).with_name("s3_outage_server.py")

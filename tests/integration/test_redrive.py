@@ -13,7 +13,7 @@ import pytest
 
 from autoinfer.config import SourceConfig, StoreConfig, TriggerConfig
 from tests.conftest import RunningService
-from tests.faults.harness import make_object, notification, record_for
+from tests.support.service_harness import make_object, notification, record_for
 
 TOKEN = "redrive-webhook-token"
 

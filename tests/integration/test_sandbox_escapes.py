@@ -22,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.faults.harness import ServiceProcess, free_port, service_config
+from tests.support.service_harness import ServiceProcess, free_port, service_config
 
 TERMINAL = ("finished", "failed", "stopped")
 CANARY = f"canary-{uuid.uuid4().hex}"
