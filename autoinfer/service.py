@@ -148,7 +148,7 @@ class AutoInferService:
         self.db.dispose()
 
     def _make_executor(self) -> Executor:
-        return make_executor(self.runner_context, self.config)
+        return make_executor(self.runner_context, self.jobs, self.config)
 
     # --- predictors (the warm pool, created on first use) -------------------------------
 

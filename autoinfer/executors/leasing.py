@@ -20,6 +20,7 @@ from typing import Any
 from autoinfer.errors import AutoInferError
 from autoinfer.executors.base import Executor, executor_name
 from autoinfer.jobs.records import JobRecord
+from autoinfer.jobs.service import JobService
 from autoinfer.logging_setup import log_context
 from autoinfer.runner import Cancellation, RunnerContext
 
@@ -42,6 +43,7 @@ class LeasingExecutor(Executor):
     def __init__(
         self,
         ctx: RunnerContext,
+        jobs: JobService,
         *,
         max_jobs: int = 4,
         lease_s: float = 30.0,
@@ -49,7 +51,9 @@ class LeasingExecutor(Executor):
         owner: str | None = None,
     ) -> None:
         self.ctx = ctx
-        self.jobs = ctx.jobs
+        # The queue jobs are claimed from (ctx.jobs, what runners report through, is the same
+        # service here; on a Ray node it is a mailbox that cannot claim).
+        self.jobs = jobs
         self.max_jobs = max_jobs
         self.lease_s = lease_s
         self.poll_s = poll_s

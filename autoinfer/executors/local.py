@@ -49,6 +49,7 @@ class LocalExecutor(LeasingExecutor):
     def __init__(
         self,
         ctx: RunnerContext,
+        jobs: JobService,
         *,
         max_jobs: int = 4,
         lease_s: float = 30.0,
@@ -58,7 +59,7 @@ class LocalExecutor(LeasingExecutor):
         owner: str | None = None,
         gpus: Sequence[Gpu] | None = None,
     ) -> None:
-        super().__init__(ctx, max_jobs=max_jobs, lease_s=lease_s, poll_s=poll_s, owner=owner)
+        super().__init__(ctx, jobs, max_jobs=max_jobs, lease_s=lease_s, poll_s=poll_s, owner=owner)
         self.cpu_budget = cpu_budget or os.cpu_count() or 1
         self.pool_jobs = pool_jobs
         # `gpus`: the configured inventory; None: detected on this machine.

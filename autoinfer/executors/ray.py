@@ -51,6 +51,7 @@ from autoinfer.executors.ray_placement import (
     task_options,
 )
 from autoinfer.jobs.records import JobRecord
+from autoinfer.jobs.service import JobService
 from autoinfer.jobs.spec import JobSpec, Status
 from autoinfer.predictors.ray_pool import RayPredictorPool
 from autoinfer.runner import KILL_GRACE_S, RunnerContext, one_line, runs_in_predictor_pool
@@ -84,6 +85,7 @@ class RayExecutor(LeasingExecutor):
     def __init__(
         self,
         ctx: RunnerContext,
+        jobs: JobService,
         settings: ExecutorConfig | None = None,
         *,
         cache_dir: Path | str | None = None,
@@ -94,7 +96,12 @@ class RayExecutor(LeasingExecutor):
     ) -> None:
         settings = settings or ExecutorConfig(type="ray")
         super().__init__(
-            ctx, max_jobs=settings.max_jobs, lease_s=settings.lease_s, poll_s=poll_s, owner=owner
+            ctx,
+            jobs,
+            max_jobs=settings.max_jobs,
+            lease_s=settings.lease_s,
+            poll_s=poll_s,
+            owner=owner,
         )
         self.address = settings.address
         tuning = predictors or PredictorsConfig()
