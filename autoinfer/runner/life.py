@@ -28,7 +28,12 @@ from autoinfer.jobs.service import JobResult
 from autoinfer.jobs.spec import JobSpec, Status
 from autoinfer.resume import checkpoint_folder, classify_resuming, discard
 from autoinfer.runner import commands, staging
-from autoinfer.runner.context import Cancellation, RunnerContext, runs_in_predictor_pool
+from autoinfer.runner.context import (
+    Cancellation,
+    JobReporter,
+    RunnerContext,
+    runs_in_predictor_pool,
+)
 from autoinfer.runner.log import JobLog
 from autoinfer.sandbox import SandboxUnavailable
 from autoinfer.text import one_line
@@ -51,7 +56,8 @@ class Runner:
         self.spec = JobSpec.model_validate(job.spec)
         self.owner = owner
         self.cancellation = cancellation
-        self.log = JobLog(ctx.jobs, job.id, ctx.redact)
+        self.reporter: JobReporter = ctx.jobs  # all the runner tells the job service
+        self.log = JobLog(self.reporter, job.id, ctx.redact)
         self.items = AttemptItems(ctx.items, job.id, self.log.system)
         self.workdir = ctx.scratch_root / f"{job.id}-{job.attempt}"
         self.data_dir = self.workdir / "data"
@@ -144,8 +150,8 @@ class Runner:
                 self.log.system("not retried: a new attempt would meet the same input")
             self.log.flush()
             if self._progress is not None:
-                self.ctx.jobs.set_progress(self.job.id, *self._progress)
-            record = self.ctx.jobs.fail_or_retry(
+                self.reporter.set_progress(self.job.id, *self._progress)
+            record = self.reporter.fail_or_retry(
                 self.job.id, reason or "failed", owner=self.owner, backoff_s=2.0, retry=retry
             )
             # None: a Ray node's reporter, whose outcome the service decides (kept: resumable).
@@ -170,7 +176,7 @@ class Runner:
         progress, self._progress = self._progress, None
 
         def write(lines: list[tuple[datetime, str, str]]) -> None:
-            self.ctx.jobs.transition(
+            self.reporter.transition(
                 self.job.id,
                 status,
                 reason=reason,
@@ -229,7 +235,7 @@ class Runner:
             self._progress = (done, total)
             now = time.monotonic()
             if done < total and now - stored[0] >= PROGRESS_EVERY_S:
-                self.ctx.jobs.set_progress(self.job.id, done, total)
+                self.reporter.set_progress(self.job.id, done, total)
                 stored[0] = now
 
         gallery = self.ctx.gallery
