@@ -15,7 +15,6 @@ from autoinfer.errors import ConfigError, SpecError
 from autoinfer.events.model import S3Event
 from autoinfer.jobs.spec import safe_file_name
 from autoinfer.storage.local import LocalStore
-from autoinfer.triggers.guards import check_buckets, check_loops
 from autoinfer.triggers import (
     LambdaContext,
     S3Locator,
@@ -24,6 +23,7 @@ from autoinfer.triggers import (
     job_name,
     key_stem,
 )
+from autoinfer.triggers.guards import check_buckets, check_loops
 
 TEMPLATE = {
     "name": "{key_stem}",
