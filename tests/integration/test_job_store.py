@@ -2,15 +2,18 @@
 
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from autoinfer.db import Database
+from autoinfer.db import Database, utcnow
 from autoinfer.errors import IllegalTransition
 from autoinfer.jobs.infra import MAX_INFRA_RETRIES
-from autoinfer.jobs.service import JobService, deterministic_job_id
+from autoinfer.jobs.service import RETRY_MAX_DELAY_S, JobService, deterministic_job_id
 from autoinfer.jobs.spec import Status, parse_spec
+from autoinfer.jobs.store import JobRow
 
 
 @pytest.fixture
@@ -145,3 +148,30 @@ def test_retry_requeues_a_failed_job_as_a_new_attempt(jobs: JobService) -> None:
     jobs.retry(job.id)
     [again] = jobs.claim("w", 30)
     assert again.attempt == 2
+
+
+def test_a_failed_attempts_retry_wait_is_capped_and_jittered(jobs: JobService) -> None:
+    job, _ = jobs.create(spec(), max_attempts=3)
+    jobs.claim("w", 30)
+    before = utcnow()
+    # An uncapped doubling of a 1000 s backoff would wait 1000 s; the cap keeps it in the
+    # jittered upper half of RETRY_MAX_DELAY_S.
+    assert jobs.fail_or_retry(job.id, "boom", owner="w", backoff_s=1000).status == "new"
+    with jobs.db.session() as session:
+        not_before = session.scalar(select(JobRow.not_before).where(JobRow.id == job.id))
+    assert not_before is not None
+    assert before + timedelta(seconds=RETRY_MAX_DELAY_S / 2) <= not_before
+    assert not_before <= utcnow() + timedelta(seconds=RETRY_MAX_DELAY_S)
+
+
+def test_terminal_hooks_see_the_ended_row_on_every_path(jobs: JobService) -> None:
+    seen: list[tuple[str, str]] = []
+    jobs.add_terminal_hook(lambda connection, row: seen.append((row.id, row.status)))
+    queued, _ = jobs.create(spec("queued"))
+    jobs.request_stop(queued.id)  # a move of a job read first (the ORM path)
+    running, _ = jobs.create(spec("running"))
+    jobs.claim("w", 30)
+    for status in (Status.WAITING_DOWNLOAD, Status.RUNNING, Status.UPLOADING, Status.FINISHED):
+        jobs.transition(running.id, status, owner="w")  # the hot path
+    assert seen == [(queued.id, "stopped"), (running.id, "finished")]
+    assert jobs.get(queued.id).transitions[-1].status == "stopped"

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError, SSLError
 
 from autoinfer.errors import ArchiveError, StorageError
-from autoinfer.retrying import backoff_delay, retry_transient
+from autoinfer.retrying import backoff_delay, jittered_delay, retry_transient
 from autoinfer.storage.s3 import is_transient
 
 
@@ -142,3 +142,12 @@ def test_unreachable_endpoints_throttling_and_5xx_are_transient(error: Exception
 )
 def test_missing_buckets_denials_and_bad_certificates_are_permanent(error: Exception) -> None:
     assert not is_transient(error)
+
+
+def test_jittered_delay_is_drawn_from_the_upper_half_of_the_capped_backoff() -> None:
+    rng = random.Random(7)
+    for retry in range(1, 12):
+        longest = min(30.0, 0.5 * 2 ** (retry - 1))
+        waits = [jittered_delay(retry, base_s=0.5, max_s=30.0, rng=rng) for _ in range(50)]
+        assert all(longest / 2 <= wait <= longest for wait in waits)
+    assert jittered_delay(10_000, base_s=1.0, max_s=30.0, rng=rng) <= 30.0
