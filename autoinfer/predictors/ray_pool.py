@@ -16,14 +16,11 @@ jobs with a ModelError, as a dead local worker does.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,132 +36,14 @@ try:
 except ImportError:  # an optional extra
     raise ConfigError("Ray is not installed here; pip install 'autoinfer[ray]'") from None
 from autoinfer.gallery import Thumbnails
-from autoinfer.predictors.classifier import prediction_paths, write_manifest, write_prediction
-from autoinfer.predictors.images import Preprocessing, UnreadableImage, decode_image, find_images
+from autoinfer.predictors.images import Preprocessing, UnreadableImage, decode_image
+from autoinfer.predictors.model_server import ModelServer
+from autoinfer.predictors.prediction_writer import OnItems, PredictionWriter, Progress
+from autoinfer.text import one_line
 
 log = logging.getLogger("autoinfer.predictors.ray")
-Progress = Callable[[int, int], None]
 _POLL_S = 0.1  # how often a waiting job looks at its `cancelled` event
 CUDA_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
-
-
-class ModelServer:
-    """One model, loaded once, answering `predict` calls in batches. Run as a Ray actor
-    (async: calls from many jobs wait together while the model runs in a thread)."""
-
-    def __init__(
-        self,
-        source: str,
-        labels_uri: str | None,
-        cache_dir: str | None,
-        *,
-        threads: int | None = None,
-        share: int = 1,
-        batch_size: int = 16,
-        max_wait_ms: int = 20,
-        providers: tuple[str, ...] | None = None,
-    ) -> None:
-        """`threads`: ONNX Runtime's threads; None: the node's cores shared out among `share`
-        actors (the model's actors, as the local pool shares them among its workers)."""
-        self.source, self.labels_uri = source, labels_uri
-        self.cache_dir = cache_dir
-        self.threads = threads or max(1, (os.cpu_count() or 1) // share)
-        self.batch_size, self.max_wait_s = batch_size, max_wait_ms / 1000
-        self.providers = providers
-        self.classifier: Any = None
-        self.batches = self.images = 0
-        self._load_lock: asyncio.Lock | None = None
-        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] | None = None
-        self._batcher: asyncio.Task | None = None
-        self._model_thread = ThreadPoolExecutor(1, "autoinfer-model")
-
-    async def describe(self) -> dict[str, Any]:
-        """Load the model if not loaded yet; `{"info", "preprocessing"}` or `{"error": reason}`
-        (a failed load is tried again on the next call, so a fixed model file is picked up)."""
-        if self._load_lock is None:
-            self._load_lock = asyncio.Lock()
-        async with self._load_lock:
-            if self.classifier is None:
-                loop = asyncio.get_running_loop()
-                try:
-                    self.classifier = await loop.run_in_executor(self._model_thread, self._load)
-                except AutoInferError as error:
-                    return {"error": str(error)}
-                except Exception as error:  # noqa: BLE001 - reported to the job, which fails
-                    return {"error": f"{self.source}: {type(error).__name__}: {error}"}
-        return {"info": self.classifier.info, "preprocessing": self.classifier.preprocessing}
-
-    async def predict(self, crops: np.ndarray) -> list[list[dict[str, Any]]]:
-        """The top-5 classes of each uint8 crop (N, H, W, 3), batched with other callers'."""
-        if self.classifier is None:
-            described = await self.describe()
-            if "error" in described:
-                raise ModelError(described["error"])
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._batcher = asyncio.get_running_loop().create_task(self._run_batches())
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        await self._queue.put((crops, future))
-        return await future
-
-    async def stats(self) -> dict[str, int]:
-        return {"batches_run": self.batches, "images_classified": self.images}
-
-    def _load(self) -> Any:
-        from autoinfer.predictors.__main__ import default_cache_dir
-        from autoinfer.predictors.zoo import load_classifier
-
-        cache = default_cache_dir()
-        if self.cache_dir:
-            try:  # the service's cache folder, where this node has it or may create it
-                Path(self.cache_dir).mkdir(parents=True, exist_ok=True)
-                cache = Path(self.cache_dir)
-            except OSError:
-                log.warning("%s: cannot use it on this node; using %s", self.cache_dir, cache)
-        return load_classifier(
-            self.source, cache, self.labels_uri, threads=self.threads, providers=self.providers
-        )
-
-    async def _run_batches(self) -> None:
-        assert self._queue is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            waiting = [await self._queue.get()]
-            count = len(waiting[0][0])
-            deadline = loop.time() + self.max_wait_s
-            while count < self.batch_size:
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                try:
-                    waiting.append(await asyncio.wait_for(self._queue.get(), left))
-                except TimeoutError:
-                    break
-                count += len(waiting[-1][0])
-            crops = np.concatenate([chunk for chunk, _ in waiting])
-            try:
-                top = await loop.run_in_executor(self._model_thread, self._top5, crops)
-            except Exception as error:  # noqa: BLE001 - every caller of the batch gets it
-                failure = ModelError(f"{self.source}: {type(error).__name__}: {error}")
-                for _, future in waiting:
-                    if not future.done():
-                        future.set_exception(failure)
-                continue
-            start = 0
-            for chunk, future in waiting:
-                if not future.done():
-                    future.set_result(top[start : start + len(chunk)])
-                start += len(chunk)
-
-    def _top5(self, crops: np.ndarray) -> list[list[dict[str, Any]]]:
-        """Run `crops` through the model `batch_size` at a time (a merged batch may be larger)."""
-        top: list[list[dict[str, Any]]] = []
-        for start in range(0, len(crops), self.batch_size):
-            probs = self.classifier.predict_crops(crops[start : start + self.batch_size])
-            top.extend(self.classifier.top5(row) for row in probs)
-            self.batches += 1
-        self.images += len(crops)
-        return top
 
 
 @dataclass
@@ -191,7 +70,7 @@ class ModelActors:
         progress: Progress | None = None,
         cancelled: threading.Event | None = None,
         thumbnails: Thumbnails | None = None,
-        on_items: Callable[[list[dict[str, Any]]], None] | None = None,
+        on_items: OnItems | None = None,
     ) -> dict[str, Any]:
         """Classify every image below `data_dir` into `output_dir`; return the manifest.
 
@@ -201,12 +80,9 @@ class ModelActors:
         decode threads with each decodable image as decoded for the model."""
         if (model_source, labels_uri) != (self.source, self.labels_uri):
             raise ModelError(f"{model_source}: these actors serve {self.source}")
-        data_dir, output_dir = Path(data_dir), Path(output_dir)
-        images = find_images(data_dir)
-        files = [image.relative_to(data_dir).as_posix() for image in images]
-        outputs = prediction_paths(images, data_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        stop = _Stop(cancelled, data_dir)
+        writer = PredictionWriter(data_dir, output_dir, progress=progress, on_items=on_items)
+        images, files = writer.images, writer.files
+        stop = _Stop(cancelled, writer.data_dir)
         described = self._get(self.actors[0].describe.remote(), stop)
         if "error" in described:
             raise ModelError(described["error"])
@@ -218,36 +94,29 @@ class ModelActors:
         window = self.decode_threads + 2 * len(self.actors)
         decoder = ThreadPoolExecutor(self.decode_threads, "autoinfer-decode")
         pending: deque[tuple[range, Future]] = deque()
-        done = errors = 0
         try:
             for number, chunk in enumerate(chunks):
                 actor = self.actors[number % len(self.actors)]
                 sent = decoder.submit(_send, actor, images, chunk, prep, stop, thumbnails, files)
                 pending.append((chunk, sent))
                 while len(pending) >= window or (pending and number == len(chunks) - 1):
-                    chunk_done, future = pending.popleft()
+                    _, future = pending.popleft()
                     decoded, failed, ref = stop.result(future)
-                    written: list[dict[str, Any]] = []
-                    for index, reason in failed:
-                        record = {"file": files[index], "error": reason}
-                        write_prediction(output_dir, outputs[index], record)
-                        written.append(record)
-                    errors += len(failed)
+                    results: list[tuple[int, dict[str, Any]]] = [
+                        (index, {"error": reason}) for index, reason in failed
+                    ]
                     if ref is not None:
-                        for index, classes in zip(decoded, self._get(ref, stop), strict=True):
-                            record = {"file": files[index], "classes": classes}
-                            write_prediction(output_dir, outputs[index], record)
-                            written.append(record)
-                    if written and on_items is not None:
-                        on_items(written)
-                    done += len(chunk_done)
-                    if progress is not None:
-                        progress(done, len(images))
+                        top = self._get(ref, stop)
+                        results += [
+                            (index, {"classes": classes})
+                            for index, classes in zip(decoded, top, strict=True)
+                        ]
+                    writer.write(results)
         finally:
             stop.closed = True
             decoder.shutdown(wait=False, cancel_futures=True)
         stop.check()
-        return write_manifest(output_dir, info, len(images), errors)
+        return writer.manifest(info)
 
     def _get(self, ref: Any, stop: _Stop) -> Any:
         """The value of an actor call, waiting in small steps so a stop is seen."""
@@ -258,14 +127,14 @@ class ModelActors:
         except RayTaskError as error:
             cause = error.cause if isinstance(error.cause, AutoInferError) else None
             raise ModelError(
-                str(cause) if cause else f"{self.source}: {_one_line(error)}"
+                str(cause) if cause else f"{self.source}: {one_line(str(error), 300)}"
             ) from None
         except RayActorError as error:
             raise ModelError(
-                f"{self.source}: its model actor died while classifying ({_one_line(error)})"
+                f"{self.source}: its model actor died while classifying ({one_line(str(error), 300)})"
             ) from None
         except RayError as error:
-            raise ModelError(f"{self.source}: {_one_line(error)}") from None
+            raise ModelError(f"{self.source}: {one_line(str(error), 300)}") from None
 
 
 @dataclass(eq=False)
@@ -448,8 +317,3 @@ def _kill(actors: list[Any]) -> None:
             ray.kill(actor, no_restart=True)
         except RayError as error:  # already gone
             log.debug("model actor already gone: %s", error)
-
-
-def _one_line(error: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(error).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -33,13 +33,13 @@ from autoinfer.predictors.limits import (
 
 if TYPE_CHECKING:
     from autoinfer.predictors.classifier import Classifier
-    from autoinfer.predictors.pool import _Item, _Model
+    from autoinfer.predictors.worker_group import ModelWorkers, QueuedImage
 
 
 class Worker:
     """One worker process and the thread in this process that feeds it, one batch at a time."""
 
-    def __init__(self, model: _Model) -> None:
+    def __init__(self, model: ModelWorkers) -> None:
         self.model = model
         self.starting = True
         self.busy = False
@@ -109,7 +109,7 @@ class Worker:
             raise ModelError(message[1])
         return message[1], message[2]
 
-    def _classify(self, batch: list[_Item]) -> bool:
+    def _classify(self, batch: list[QueuedImage]) -> bool:
         """Run one batch and hand the results to its jobs; False when the worker died."""
         assert self.conn is not None
         self.busy = True
