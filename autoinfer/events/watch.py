@@ -22,7 +22,6 @@ import stat
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import watchfiles
@@ -35,37 +34,20 @@ from autoinfer.events.inotify import (
     open_for_writing,
 )
 from autoinfer.events.model import S3Event, object_created
+from autoinfer.events.settling import Settling, is_partial, stamp_text
 from autoinfer.events.source import Ingest, Source
 from autoinfer.inbox import SeenObject, SourceCursor
 from autoinfer.storage.local import LocalStore
 
 log = logging.getLogger("autoinfer.events.watch")
 
-#: Files whose names end so are still being written by a browser, rsync, curl, etc.
-PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".download")
+__all__ = ["BATCH", "WATCHER_READY_S", "WatchSource", "is_partial"]
+
 #: Events per `ingest` call: small enough that the first jobs of a large drop are created (and
 #: start) while the rest are still being recorded.
 BATCH = 25
 #: How long `start` waits for the watcher to be live before its first rescan.
 WATCHER_READY_S = 10.0
-
-
-def is_partial(relative: str) -> bool:
-    """Whether a path (relative to the root) names a hidden, temp or partial file."""
-    parts = relative.split("/")
-    return any(p.startswith(".") for p in parts) or parts[-1].lower().endswith(PARTIAL_SUFFIXES)
-
-
-@dataclass
-class _Settling:
-    """A file seen changing: its last (size, mtime) and since when it has not changed;
-    whether inotify saw it closed after writing or renamed in (`closed`) or being written
-    with no close since (`writing`)."""
-
-    stamp: tuple[int, int]
-    since: float
-    closed: bool = False
-    writing: bool = False
 
 
 class WatchSource(Source):
@@ -88,7 +70,7 @@ class WatchSource(Source):
         self.cursor = cursor
         self.rescan_s = rescan_s
         self.settle_s = settle_s
-        self._settling: dict[Path, _Settling] = {}
+        self._settling: dict[Path, Settling] = {}
         self._reported: dict[tuple[str, str], SeenObject] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -272,7 +254,7 @@ class WatchSource(Source):
         with self._lock:
             state = self._settling.get(path)
             if state is None:
-                state = self._settling[path] = _Settling(stamp=stamp, since=time.monotonic())
+                state = self._settling[path] = Settling(stamp=stamp, since=time.monotonic())
             if closed:
                 state.closed, state.writing = True, False
             elif writing:
@@ -318,7 +300,7 @@ class WatchSource(Source):
 
     def _reported_as(self, place: tuple[str, str], stamp: tuple[int, int]) -> bool:
         seen = self._reported.get(place)
-        return seen is not None and seen.stamp == _stamp_text(stamp)
+        return seen is not None and seen.stamp == stamp_text(stamp)
 
     # --- reporting ----------------------------------------------------------------------
 
@@ -342,13 +324,9 @@ class WatchSource(Source):
                     del self._settling[path]
         return ready
 
-    def _complete(self, path: Path, state: _Settling, now: float) -> bool:
+    def _complete(self, path: Path, state: Settling, now: float) -> bool:
         writing = open_for_writing(path) if self._kernel_knows else None
-        if writing is not None:
-            return not writing  # the kernel knows: no timer needed
-        if state.closed:
-            return True  # closed by its writer or renamed in, as inotify saw it
-        return not state.writing and now - state.since >= self.settle_s
+        return state.complete(now, self.settle_s, writing)
 
     def _report(self, ready: list[tuple[Path, tuple[int, int]]]) -> None:
         events: list[S3Event] = []
@@ -362,7 +340,7 @@ class WatchSource(Source):
                 continue
             events.append(event)
             states.append(
-                (place[0], place[1], SeenObject(event.etag, event.size, _stamp_text(stamp)))
+                (place[0], place[1], SeenObject(event.etag, event.size, stamp_text(stamp)))
             )
         for start in range(0, len(events), BATCH):
             batch, batch_states = events[start : start + BATCH], states[start : start + BATCH]
@@ -397,9 +375,5 @@ class WatchSource(Source):
         except EventError as error:
             log.warning("%s: skipping %s/%s: %s", self.name, bucket, key, error)
             # Remembered for this run only, so the warning is not repeated on every rescan.
-            self._reported[place] = SeenObject(None, info.size, _stamp_text(stamp))
+            self._reported[place] = SeenObject(None, info.size, stamp_text(stamp))
             return None
-
-
-def _stamp_text(stamp: tuple[int, int]) -> str:
-    return f"{stamp[0]}:{stamp[1]}"
