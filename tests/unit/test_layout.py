@@ -1,4 +1,5 @@
-"""The package's layout stays readable: no import cycle among autoinfer's modules.
+"""The package's layout stays readable: no module over 400 lines, no import cycle among
+autoinfer's modules.
 
 Imports inside functions count (they are cycles all the same, only deferred); imports under
 `if TYPE_CHECKING:` do not (they never run). A package's own `__init__` being loaded before
@@ -13,6 +14,8 @@ from pathlib import Path
 import autoinfer
 
 PACKAGE = Path(autoinfer.__file__).parent
+#: Past this a module is split along a seam that can be named (STYLE.md).
+MAX_LINES = 400
 
 
 def module_files() -> dict[str, Path]:
@@ -131,3 +134,10 @@ def test_no_import_cycle_among_autoinfer_modules() -> None:
         for group in cycles
     ]
     assert not cycles, "import cycles: " + " | ".join(described)
+
+
+def test_no_module_over_400_lines() -> None:
+    sizes = {name: len(path.read_text().splitlines()) for name, path in module_files().items()}
+    assert len(sizes) > 100  # every module was found
+    too_long = {name: lines for name, lines in sorted(sizes.items()) if lines > MAX_LINES}
+    assert not too_long, f"modules over {MAX_LINES} lines (split them along a seam): {too_long}"
