@@ -171,7 +171,7 @@ class RedactingFilter(logging.Filter):
 
 _log_filter = RedactingFilter()
 _install_lock = threading.Lock()
-_installed = False
+_installed = threading.Event()  # set once the record factory is in place
 
 
 def install_log_redaction(redactor: Redactor) -> RedactingFilter:
@@ -181,10 +181,9 @@ def install_log_redaction(redactor: Redactor) -> RedactingFilter:
     handlers, nor those of loggers that do not propagate (uvicorn's), so the filter is applied
     where every record is made: the log record factory. It is also added to the root logger.
     """
-    global _installed
     _log_filter.add(redactor)
     with _install_lock:
-        if _installed:
+        if _installed.is_set():
             return _log_filter
         previous = logging.getLogRecordFactory()
 
@@ -195,7 +194,7 @@ def install_log_redaction(redactor: Redactor) -> RedactingFilter:
 
         logging.setLogRecordFactory(make_record)
         logging.getLogger().addFilter(_log_filter)
-        _installed = True
+        _installed.set()
     return _log_filter
 
 

@@ -41,8 +41,9 @@ def source_photos() -> list[Image.Image]:
         for name in sorted(archive.namelist()):
             with Image.open(io.BytesIO(archive.read(name))) as image:
                 photos.append(image.convert("RGB"))
-    for name in SKIMAGE_PHOTOS:
-        photos.append(Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB"))
+    photos.extend(
+        Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB") for name in SKIMAGE_PHOTOS
+    )
     photos.append(Image.fromarray(data.stereo_motorcycle()[0]).convert("RGB"))
     return photos
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make `tests.faults` importable
     sys.path.insert(0, str(ROOT))
 
-from tests.faults.crash_scenario import run_crash_scenario
+from tests.faults.crash_scenario import run_crash_scenario  # noqa: E402 - needs the path above
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,14 +58,28 @@ def _find(client: Any, ref: str) -> Any:
 @one_line_errors
 def create(
     name: str = typer.Option(None, "--name", "-n", help="Job name."),
-    input_uri: str = typer.Option(None, "--input", "-i", help="Input URI: file, archive or folder/prefix."),
-    output_uri: str = typer.Option(None, "--output", "-o", help="Output URI (folder or s3:// prefix)."),
-    model: str = typer.Option("efficientnet_lite0", "--model", help="Built-in model name, or a model URI with --model-type."),
-    model_type: str = typer.Option("builtin", "--model-type", help="builtin, local, git, aws or http."),
+    input_uri: str = typer.Option(
+        None, "--input", "-i", help="Input URI: file, archive or folder/prefix."
+    ),
+    output_uri: str = typer.Option(
+        None, "--output", "-o", help="Output URI (folder or s3:// prefix)."
+    ),
+    model: str = typer.Option(
+        "efficientnet_lite0",
+        "--model",
+        help="Built-in model name, or a model URI with --model-type.",
+    ),
+    model_type: str = typer.Option(
+        "builtin", "--model-type", help="builtin, local, git, aws or http."
+    ),
     worker: list[str] = typer.Option([], "--worker", "-w", help="Worker command (repeatable)."),
-    no_archive: bool = typer.Option(False, "--no-archive", help="Upload files one by one instead of <name>.zip."),
+    no_archive: bool = typer.Option(
+        False, "--no-archive", help="Upload files one by one instead of <name>.zip."
+    ),
     timeout_s: int = typer.Option(3600, "--timeout", help="Seconds before the job is failed."),
-    spec_file: Path = typer.Option(None, "--spec", "-f", help="A job spec JSON file (overrides the options)."),
+    spec_file: Path = typer.Option(
+        None, "--spec", "-f", help="A job spec JSON file (overrides the options)."
+    ),
     attach: bool = typer.Option(False, "--attach", "-a", help="Follow the job until it ends."),
     as_json: bool = JsonOption,
     url: str = UrlOption,
@@ -76,7 +90,11 @@ def create(
     if spec_file is not None:
         spec = json.loads(spec_file.read_text())
     else:
-        missing = [flag for flag, value in (("--name", name), ("--input", input_uri), ("--output", output_uri)) if not value]
+        missing = [
+            flag
+            for flag, value in (("--name", name), ("--input", input_uri), ("--output", output_uri))
+            if not value
+        ]
         if missing:
             raise typer.BadParameter(f"missing {', '.join(missing)} (or give --spec FILE)")
         spec = {
@@ -84,14 +102,20 @@ def create(
             "type": "inference",
             "model": {"source_type": model_type, "source_uri": model},
             "workers": worker,
-            "data": {"input_uri": input_uri, "output_uri": output_uri, "output_options": {"archive": not no_archive}},
+            "data": {
+                "input_uri": input_uri,
+                "output_uri": output_uri,
+                "output_options": {"archive": not no_archive},
+            },
             "timeout_s": timeout_s,
         }
     job = client.jobs.create_from_spec(spec)
     if as_json and not attach:
         print_json(job.dict)
         return
-    console.print(f"created job [bold]{safe_text(job.name)}[/bold] ({safe_text(job.id)})", highlight=False)
+    console.print(
+        f"created job [bold]{safe_text(job.name)}[/bold] ({safe_text(job.id)})", highlight=False
+    )
     if attach:
         _wait(client, job, "finished", None)
 
@@ -128,7 +152,12 @@ def list_jobs(
 
 @app.command("get")
 @one_line_errors
-def get(ref: str = typer.Argument(..., help="Job id or name."), as_json: bool = JsonOption, url: str = UrlOption, key: str = KeyOption) -> None:
+def get(
+    ref: str = typer.Argument(..., help="Job id or name."),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    key: str = KeyOption,
+) -> None:
     """Show one job: spec, status history, result."""
     job = _find(make_client(url, key), ref)
     data = job.dict
@@ -136,17 +165,32 @@ def get(ref: str = typer.Argument(..., help="Job id or name."), as_json: bool = 
         print_json(data)
         return
     console.print(f"[bold]{safe_text(job.name)}[/bold]  id {safe_text(job.id)}", highlight=False)
-    console.print(f"status: {_status(job.status)}  attempt {safe_text(data['attempt'])}/{safe_text(data['max_attempts'])}", highlight=False)
+    console.print(
+        f"status: {_status(job.status)}  attempt {safe_text(data['attempt'])}/{safe_text(data['max_attempts'])}",
+        highlight=False,
+    )
     if data.get("reason"):
         console.print(f"reason: {safe_text(data['reason'])}", highlight=False)
     if data.get("progress"):
-        console.print(safe_text(f"progress: {data['progress']['done']}/{data['progress']['total']} images"), highlight=False)
+        console.print(
+            safe_text(f"progress: {data['progress']['done']}/{data['progress']['total']} images"),
+            highlight=False,
+        )
     console.print(f"input: {safe_text(data['spec']['data']['input_uri'])}", highlight=False)
-    console.print(f"output: {safe_text(data.get('output_location') or data['spec']['data']['output_uri'])}", highlight=False)
+    console.print(
+        f"output: {safe_text(data.get('output_location') or data['spec']['data']['output_uri'])}",
+        highlight=False,
+    )
     for line in _resource_lines(data["spec"]):
         console.print(neutralise(line), highlight=False, markup=False)
     for transition in data["transitions"]:
-        console.print(safe_text(f"  {str(transition['at'])[:23]}  {transition['status']}" + (f"  ({transition['reason']})" if transition.get("reason") else "")), highlight=False)
+        console.print(
+            safe_text(
+                f"  {str(transition['at'])[:23]}  {transition['status']}"
+                + (f"  ({transition['reason']})" if transition.get("reason") else "")
+            ),
+            highlight=False,
+        )
 
 
 def _resource_lines(spec: dict) -> list[str]:
@@ -163,7 +207,10 @@ def _resource_lines(spec: dict) -> list[str]:
     lines = [line]
     pip = (environment.get("packages") or {}).get("pip") or []
     if environment.get("type") or pip:
-        lines.append(f"environment: {environment.get('type') or 'default'}" + (f", pip: {' '.join(pip)}" if pip else ""))
+        lines.append(
+            f"environment: {environment.get('type') or 'default'}"
+            + (f", pip: {' '.join(pip)}" if pip else "")
+        )
     return lines
 
 
@@ -171,7 +218,9 @@ def _resource_lines(spec: dict) -> list[str]:
 @one_line_errors
 def logs(
     ref: str = typer.Argument(..., help="Job id or name."),
-    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until the job ends."),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Keep printing new lines until the job ends."
+    ),
     as_json: bool = JsonOption,
     url: str = UrlOption,
     key: str = KeyOption,
@@ -190,10 +239,14 @@ def logs(
     import asyncio
 
     async def stream() -> None:
-        async for item in job._target.follow_logs():  # noqa: SLF001 - async iterator of the wrapped job
+        async for item in job._target.follow_logs():  # the wrapped job's async iterator
             if "status" in item and "line" not in item:
                 if not as_json:
-                    console.print(f"[bold]job {safe_text(item['status'])}[/bold]" + (f": {safe_text(item['reason'])}" if item.get("reason") else ""), highlight=False)
+                    console.print(
+                        f"[bold]job {safe_text(item['status'])}[/bold]"
+                        + (f": {safe_text(item['reason'])}" if item.get("reason") else ""),
+                        highlight=False,
+                    )
                 else:
                     print_json(item)
                 return
@@ -209,23 +262,38 @@ def _print_line(line: dict) -> None:
     stamp = safe_text(str(line["at"])[11:23])
     style = {"stderr": "red", "system": "dim"}.get(line["stream"], "")
     text = safe_text(line["line"])
-    console.print(f"[dim]{stamp}[/dim] [{style}]{text}[/{style}]" if style else f"[dim]{stamp}[/dim] {text}", highlight=False, soft_wrap=True)
+    console.print(
+        f"[dim]{stamp}[/dim] [{style}]{text}[/{style}]" if style else f"[dim]{stamp}[/dim] {text}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("stop")
 @one_line_errors
-def stop(ref: str = typer.Argument(..., help="Job id or name."), as_json: bool = JsonOption, url: str = UrlOption, key: str = KeyOption) -> None:
+def stop(
+    ref: str = typer.Argument(..., help="Job id or name."),
+    as_json: bool = JsonOption,
+    url: str = UrlOption,
+    key: str = KeyOption,
+) -> None:
     """Stop a job (its processes get SIGTERM, then SIGKILL)."""
     job = _find(make_client(url, key), ref).stop()
     if as_json:
         print_json(job.dict)
     else:
-        console.print(safe_text(f"stop requested for {job.name} ({job.id}): {job.status}"), highlight=False)
+        console.print(
+            safe_text(f"stop requested for {job.name} ({job.id}): {job.status}"), highlight=False
+        )
 
 
 @app.command("retry")
 @one_line_errors
-def retry(ref: str = typer.Argument(..., help="Job id or name."), url: str = UrlOption, key: str = KeyOption) -> None:
+def retry(
+    ref: str = typer.Argument(..., help="Job id or name."),
+    url: str = UrlOption,
+    key: str = KeyOption,
+) -> None:
     """Run a failed or stopped job again."""
     job = _find(make_client(url, key), ref).retry()
     console.print(safe_text(f"{job.name} ({job.id}) queued again"), highlight=False)
@@ -251,7 +319,12 @@ def wait(
 
 def _wait(client: Any, job: Any, status: str, timeout: float | None, *, quiet: bool = False) -> Any:
     deadline = None if timeout is None else time.monotonic() + timeout
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=errors, transient=True, disable=quiet) as bar:
         task = bar.add_task(safe_text(f"{job.name}: {job.status}"), total=None)
         while True:
@@ -266,12 +339,22 @@ def _wait(client: Any, job: Any, status: str, timeout: float | None, *, quiet: b
             if job.status == status:
                 break
             if job.status in ("finished", "failed", "stopped"):
-                errors.print(f"[red]job {safe_text(job.name)} ended {safe_text(job.status)}[/red]: {safe_text(job.reason or '')}", highlight=False)
+                errors.print(
+                    f"[red]job {safe_text(job.name)} ended {safe_text(job.status)}[/red]: {safe_text(job.reason or '')}",
+                    highlight=False,
+                )
                 raise typer.Exit(1)
             if deadline is not None and time.monotonic() > deadline:
-                errors.print(f"[red]timed out[/red]: {safe_text(f'job {job.name} is still {job.status}')}", highlight=False)
+                errors.print(
+                    f"[red]timed out[/red]: {safe_text(f'job {job.name} is still {job.status}')}",
+                    highlight=False,
+                )
                 raise typer.Exit(2)
             time.sleep(0.5)
     if not quiet:
-        console.print(f"job [bold]{safe_text(job.name)}[/bold] {safe_text(job.status)}" + (f": {safe_text(job.output_location)}" if job.output_location else ""), highlight=False)
+        console.print(
+            f"job [bold]{safe_text(job.name)}[/bold] {safe_text(job.status)}"
+            + (f": {safe_text(job.output_location)}" if job.output_location else ""),
+            highlight=False,
+        )
     return job

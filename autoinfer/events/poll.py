@@ -82,7 +82,7 @@ class PollSource(Source):
 
     def poll_once(self) -> int:
         """List the prefix once, report what is new or changed; returns how many were reported."""
-        listed = {info_key: info for info_key, info in self._list()}
+        listed = dict(self._list())
         seen = self.cursor.seen(self.bucket)
         if not self.cursor.started() and not self.backfill:
             self.cursor.remember((self.bucket, key, _state(info)) for key, info in listed.items())

@@ -228,11 +228,7 @@ class SqsSource(Source):
         return messages
 
     def _handle_all(self, messages: list[dict[str, Any]]) -> None:
-        done: list[dict[str, Any]] = []
-        for message in messages:
-            if self._handle(message):
-                done.append(message)
-        self._delete(done)
+        self._delete([message for message in messages if self._handle(message)])
 
     def _handle(self, message: dict[str, Any]) -> bool:
         """Whether the message is settled (its events stored, or a test event) and may go."""

@@ -215,7 +215,7 @@ class Outbox:
             rows = connection.execute(
                 select(NotificationRow.status, func.count()).group_by(NotificationRow.status)
             ).all()
-        return {status: count for status, count in rows}
+        return dict(rows)
 
 
 def _event(connection: Connection, job: EndedJob) -> dict[str, Any] | None:

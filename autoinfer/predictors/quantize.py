@@ -62,7 +62,9 @@ def quantize(fp32_path: Path, target: Path, prep: Preprocessing) -> None:
         )
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as error:
-        raise ModelError(f"efficientnet_lite0_int8: onnxruntime's quantization tool: {error}")
+        raise ModelError(
+            f"efficientnet_lite0_int8: onnxruntime's quantization tool: {error}"
+        ) from error
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

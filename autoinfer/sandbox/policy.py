@@ -196,7 +196,7 @@ def _folders_to_make(bound: Sequence[PurePosixPath]) -> list[str]:
         str(folder)
         for folder in sorted(wanted, key=lambda p: (len(p.parts), str(p)))
         if str(folder) not in _MOUNTED
-        and not _under(Path(folder), SYSTEM_READ_ONLY + ("/proc",))
+        and not _under(Path(folder), (*SYSTEM_READ_ONLY, "/proc"))
         and folder not in bound
         and not any(target in folder.parents for target in bound)
     ]

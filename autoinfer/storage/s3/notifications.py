@@ -11,14 +11,16 @@ from typing import Any
 
 def destinations(settings: dict[str, Any]) -> list[dict[str, Any]]:
     """Every destination of a GetBucketNotificationConfiguration answer, with its ARN."""
-    found = []
+    found: list[dict[str, Any]] = []
     for section, arn_key in (
         ("QueueConfigurations", "QueueArn"),
         ("TopicConfigurations", "TopicArn"),
         ("LambdaFunctionConfigurations", "LambdaFunctionArn"),
     ):
-        for item in settings.get(section, []) or []:
-            found.append({**item, "Arn": item.get(arn_key, ""), "Kind": section})
+        found.extend(
+            {**item, "Arn": item.get(arn_key, ""), "Kind": section}
+            for item in settings.get(section, []) or []
+        )
     return found
 
 
