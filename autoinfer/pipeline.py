@@ -78,6 +78,7 @@ class EventPipeline:
         check_loops(self.triggers, [*storage.local_stores.values(), S3Locator()])
         self.sources: list[Source] = []
         self._source_stores: dict[str, str | None] = {}
+        self._webhooks: list[WebhookSource] = []
         for index, source_config in enumerate(config.sources):
             self.sources.append(self._build_source(index, source_config, settle_s))
         self._dispatch_lock = threading.Lock()
@@ -154,7 +155,8 @@ class EventPipeline:
 
     @property
     def webhook_sources(self) -> list[WebhookSource]:
-        return [s for s in self.sources if isinstance(s, WebhookSource)]
+        """The sources the HTTP API feeds (webhook bodies), as their builder listed them."""
+        return list(self._webhooks)
 
     def trigger_counts(self) -> dict[str, dict[str, int]]:
         """Per trigger name: events it turned into jobs (`matched`) and failed on (`failed`)."""
@@ -334,6 +336,7 @@ class EventPipeline:
         )
         source, store = build_source(ctx, index, config, name)
         self._source_stores[name] = store
+        self._webhooks.extend(ctx.webhooks)
         return source
 
 

@@ -8,7 +8,7 @@ ConfigError naming the source (`sources[2] (poll): ...`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from autoinfer.errors import ConfigError
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from autoinfer.db import Database
     from autoinfer.events.source import Ingest, Source
     from autoinfer.events.sqs import Reject
+    from autoinfer.events.webhook import WebhookSource
     from autoinfer.storage.local import LocalStore
     from autoinfer.storage.registry import StorageRegistry
 
@@ -34,6 +35,8 @@ class SourceContext:
     resolve_secret: Callable[[str], str]
     #: Overrides every watch source's configured `settle_s` when given.
     settle_s: float | None = None
+    #: Where the webhook sources built are listed: the HTTP API feeds them.
+    webhooks: list[WebhookSource] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,9 @@ def _watch(ctx: SourceContext, request: _Request) -> tuple[Source, str | None]:
 def _webhook(ctx: SourceContext, request: _Request) -> tuple[Source, str | None]:
     from autoinfer.events.webhook import WebhookSource
 
-    return WebhookSource(request.name, request.config.token, request.store), request.store
+    source = WebhookSource(request.name, request.config.token, request.store)
+    ctx.webhooks.append(source)
+    return source, request.store
 
 
 def _poll(ctx: SourceContext, request: _Request) -> tuple[Source, str | None]:
