@@ -12,6 +12,7 @@ S3's `s3:TestEvent` first, as AWS does. Filter rules (prefix/suffix) are honoure
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -138,10 +139,8 @@ def make_bucket_with_queue(
     """
     s3 = aws_client("s3", endpoint)
     sqs = aws_client("sqs", endpoint)
-    try:
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(Bucket=bucket)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
     name = queue_name or f"{bucket}-events"
     attributes: dict[str, str] = {}
     if visibility_timeout_s is not None:

@@ -13,6 +13,7 @@ the same port, the buckets still there. Commands are lines on stdin, each answer
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import threading
@@ -68,10 +69,8 @@ class OutageServer:
         with self._lock:
             connections, self._connections = list(self._connections), set()
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):  # already closed by the client
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the client
         assert self._thread is not None
         self._thread.join()
         self._server = None

@@ -86,7 +86,7 @@ def follow_logs(service: ServiceProcess, job_id: str) -> threading.Thread:
 
 def start_slow_job(service: ServiceProcess, tmp_path: Path, work_s: float) -> str:
     job = service.post("/v1/jobs", slow_job(tmp_path, work_s))
-    service.wait_for(lambda: (tmp_path / "marks" / "run-1").exists(), 60, "the worker to start")
+    service.wait_for((tmp_path / "marks" / "run-1").exists, 60, "the worker to start")
     return str(job["id"])
 
 

@@ -13,7 +13,9 @@ CLI = [sys.executable, "-m", "autoinfer.cli"]
 
 
 def run_cli(api: RunningService, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=api.cli_env(), timeout=120)
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, env=api.cli_env(), timeout=120, check=False
+    )
 
 
 def test_jobs_create_list_get_and_wait(api: RunningService, seed_zip: Path, tmp_path: Path) -> None:
@@ -42,7 +44,9 @@ def test_errors_are_one_line_without_traceback(api: RunningService) -> None:
     assert result.returncode == 1
     assert result.stderr.strip() == "error: job does-not-exist: no job has this id or name"
     env = {**api.cli_env(), "AUTOINFER_KEY": "wrong"}
-    wrong = subprocess.run([*CLI, "jobs", "list"], capture_output=True, text=True, env=env, timeout=60)
+    wrong = subprocess.run(
+        [*CLI, "jobs", "list"], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
     assert wrong.returncode == 1 and "invalid API key" in wrong.stderr and "Traceback" not in wrong.stderr
 
 

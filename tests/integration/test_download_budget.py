@@ -49,7 +49,7 @@ def test_a_local_folder_larger_than_the_budget_is_refused_before_copying(tmp_pat
     for index in range(3):
         (folder / f"{index}.bin").write_bytes(bytes(MIB))
     dest = tmp_path / "dest"
-    with pytest.raises(InputRejected, match="is 3.0 MiB, more than"):
+    with pytest.raises(InputRejected, match=r"is 3\.0 MiB, more than"):
         LocalStorage().download(str(folder), dest, budget(2 * MIB))
     assert written(dest) == 0
     assert LocalStorage().download(str(folder), tmp_path / "ok", budget(3 * MIB)).is_dir()
@@ -105,7 +105,7 @@ def test_http_body_without_a_length_is_stopped_once_past_the_budget(
 ) -> None:
     with pytest.raises(InputRejected, match="arrived while downloading; stopped after"):
         HttpStorage().download(f"{lying_server}/chunked.zip", tmp_path, budget(2 * MIB))
-    assert [p for p in tmp_path.iterdir()] == []  # the partial file is removed
+    assert list(tmp_path.iterdir()) == []  # the partial file is removed
 
 
 def test_s3_object_and_prefix_sizes_are_checked_before_fetching(

@@ -146,8 +146,8 @@ def test_progress_of_a_big_job_is_visible_through_the_api_while_it_runs(
     upload = tmp_path / "big.zip"
     with zipfile.ZipFile(upload, "w") as archive:
         for index in range(count):
-            with Image.open(seed_images / SEEDS[index % len(SEEDS)]) as image:
-                image = image.convert("RGB")
+            with Image.open(seed_images / SEEDS[index % len(SEEDS)]) as opened:
+                image = opened.convert("RGB")
                 image.thumbnail((300, 300))
                 encoded = io.BytesIO()
                 image.save(encoded, "JPEG", quality=80)

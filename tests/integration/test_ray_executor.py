@@ -3,6 +3,7 @@ job asks for, stop, and a worker process killed mid-job."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -310,7 +311,5 @@ def _alive(pid: int) -> bool:
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -174,8 +174,8 @@ def test_seed_images_get_their_true_classes_in_the_top_five(api: RunningService,
     job = client.jobs.create(
         name="images-seed",
         type="inference",
-        data=dict(input_type="local", input_uri=str(seed_zip), output_type="local", output_uri=str(tmp_path / "processed")),
-        model=dict(source_type=source, source_uri="efficientnet_lite0"),
+        data={"input_type": "local", "input_uri": str(seed_zip), "output_type": "local", "output_uri": str(tmp_path / "processed")},
+        model={"source_type": source, "source_uri": "efficientnet_lite0"},
     )
     result = wait_terminal(client, job.id, timeout=300)
     assert result["status"] == "finished", result["reason"]

@@ -278,7 +278,7 @@ def test_no_secret_value_appears_in_the_service_log(
     # Code that carelessly logs a value: through a propagating logger, a non-propagating one
     # (uvicorn's), in arguments, in the message, and in an exception's traceback.
     logging.getLogger("autoinfer.careless").warning("connecting with %s", token)
-    logging.getLogger("uvicorn.error").error(f"bad password {password}")
+    logging.getLogger("uvicorn.error").error(f"bad password {password}")  # noqa: G004 - the case
     try:
         raise ValueError(f"token {token} rejected")
     except ValueError:

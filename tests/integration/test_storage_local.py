@@ -208,7 +208,7 @@ def test_object_info_has_the_bucket_key_and_md5(store: LocalStore) -> None:
 
 @pytest.mark.parametrize("key", ["../escape.txt", "incoming/../../escape.txt", "a/..\\..\\x"])
 def test_store_refuses_dot_dot_keys(store: LocalStore, key: str) -> None:
-    with pytest.raises(StorageError, match="'..' is not allowed"):
+    with pytest.raises(StorageError, match=r"'\.\.' is not allowed"):
         store.path_for("data", key)
 
 
@@ -364,7 +364,7 @@ def test_registry_local_store_lookup_errors(registry: StorageRegistry) -> None:
 
 
 def test_local_store_config_without_root_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="stores.local: a local store needs a `root`"):
+    with pytest.raises(ConfigError, match=r"stores\.local: a local store needs a `root`"):
         StorageRegistry({"local": StoreConfig(type="local")}, base_dir=tmp_path)
 
 

@@ -462,6 +462,6 @@ def test_make_zip_refuses_a_link_to_a_file_outside_the_folder(tmp_path: Path) ->
     secret = tmp_path / "secret.txt"
     secret.write_text("secret")
     (folder / "leak.json").symlink_to(secret)
-    with pytest.raises(ArchiveError, match="'leak.json' is a link to something outside"):
+    with pytest.raises(ArchiveError, match=r"'leak\.json' is a link to something outside"):
         make_zip(folder, tmp_path / "job.zip")
     assert not (tmp_path / "job.zip").exists()

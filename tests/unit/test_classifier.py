@@ -188,7 +188,7 @@ def test_a_file_that_is_not_onnx_is_a_model_error(tmp_path: Path) -> None:
 
 
 def test_an_unknown_model_name_lists_the_built_in_models(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="unknown model.*efficientnet_lite0"):
+    with pytest.raises(ModelError, match=r"unknown model.*efficientnet_lite0"):
         load_classifier("resnet9000", tmp_path)
 
 

@@ -33,10 +33,7 @@ def reference_crop(path: Path) -> np.ndarray:
     """torchvision's Resize(256) + CenterCrop(224) on a full decode, written out by hand."""
     image = Image.open(path).convert("RGB")
     width, height = image.size
-    if width <= height:
-        size = (256, int(256 * height / width))
-    else:
-        size = (int(256 * width / height), 256)
+    size = (256, int(256 * height / width)) if width <= height else (int(256 * width / height), 256)
     image = image.resize(size, Image.Resampling.BILINEAR)
     left, top = round((size[0] - 224) / 2), round((size[1] - 224) / 2)
     return np.asarray(image.crop((left, top, left + 224, top + 224)))

@@ -78,9 +78,9 @@ def test_unprivileged_it_unshares_everything_and_keeps_the_network_only_when_all
     closed = bwrap_argv(view(), "true", layout=LAYOUT)
     assert "--unshare-all" in closed and "--share-net" not in closed
     assert {"--die-with-parent", "--new-session"} <= set(closed)
-    assert ["--perms", "1777", "--tmpfs", "/tmp"] == closed[
+    assert closed[
         closed.index("--tmpfs") - 2 : closed.index("--tmpfs") + 2
-    ]
+    ] == ["--perms", "1777", "--tmpfs", "/tmp"]
     assert "--share-net" in bwrap_argv(view(network=True), "true", layout=LAYOUT)
 
 
@@ -180,7 +180,7 @@ def test_each_local_field_is_named_and_remote_ones_are_not_checked(policy: PathP
 def test_a_key_below_the_configured_role_cannot_run_worker_commands() -> None:
     admission = JobAdmission(paths=None, worker_commands_role=Role.CODE)
     submitter = Principal(id="k", name="ci", role=Role.SUBMIT)
-    with pytest.raises(Forbidden, match="cannot run worker commands .needs code"):
+    with pytest.raises(Forbidden, match=r"cannot run worker commands .needs code"):
         admission.check(spec("s3://b/in.zip"), submitter)
     admission.check(spec("s3://b/in.zip"), Principal(id="k", name="dev", role=Role.CODE))
     builtin = parse_spec({"name": "b", "data": {"input_uri": "s3://b/x", "output_uri": "s3://b/y"}})

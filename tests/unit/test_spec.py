@@ -1,5 +1,7 @@
 """The job spec's validation and the status state machine."""
 
+import itertools
+
 import pytest
 
 from autoinfer.errors import SpecError
@@ -66,7 +68,7 @@ def test_trainml_style_job_names_are_accepted_and_made_file_safe() -> None:
 
 def test_state_machine_allows_the_happy_path_only_forward() -> None:
     path = [Status.NEW, Status.WAITING_RESOURCES, Status.WAITING_DOWNLOAD, Status.RUNNING, Status.UPLOADING, Status.FINISHED]
-    for old, new in zip(path, path[1:]):
+    for old, new in itertools.pairwise(path):
         assert can_transition(old, new)
     assert not can_transition(Status.RUNNING, Status.WAITING_DOWNLOAD)
     assert not can_transition(Status.NEW, Status.RUNNING)

@@ -305,7 +305,7 @@ def test_rule_writing_into_its_own_input_is_refused() -> None:
     looping = rule(prefix="", suffix=".zip")
     with pytest.raises(
         ConfigError,
-        match="writes its outputs to s3://data/processed .* which its own input watches",
+        match=r"writes its outputs to s3://data/processed .* which its own input watches",
     ):
         check_loops([looping])
 
@@ -314,7 +314,7 @@ def test_rule_writing_where_another_rule_listens_is_refused() -> None:
     first = rule()
     second = rule(name="reprocess", prefix="processed/", suffix="")
     with pytest.raises(
-        ConfigError, match="trigger 'classify-incoming' writes .* which trigger 'reprocess' watches"
+        ConfigError, match=r"trigger 'classify-incoming' writes .* which trigger 'reprocess' watches"
     ):
         check_loops([first, second])
 
