@@ -36,7 +36,9 @@ class StoreConfig(_Strict):
     endpoint_url: str | None = None  # s3
     region: str | None = None
     addressing_style: Literal["auto", "virtual", "path"] | None = None
-    credentials: str | None = None  # "secret:NAME" holding "ACCESS_KEY:SECRET_KEY", or None for the AWS chain
+    credentials: str | None = (
+        None  # "secret:NAME" holding "ACCESS_KEY:SECRET_KEY", or None for the AWS chain
+    )
     profile: str | None = None
     buckets: list[str] = Field(default_factory=list)  # s3: bucket names/globs this store serves
 

@@ -20,8 +20,12 @@ from autoinfer.sdk import DEFAULT_URL, SyncAutoInfer
 console = Console()
 errors = Console(stderr=True)
 
-UrlOption = typer.Option(None, "--url", envvar="AUTOINFER_URL", help="Service URL [default: http://127.0.0.1:8000]")
-KeyOption = typer.Option(None, "--key", envvar="AUTOINFER_KEY", help="API key [default: <data dir>/api_key]")
+UrlOption = typer.Option(
+    None, "--url", envvar="AUTOINFER_URL", help="Service URL [default: http://127.0.0.1:8000]"
+)
+KeyOption = typer.Option(
+    None, "--key", envvar="AUTOINFER_KEY", help="API key [default: <data dir>/api_key]"
+)
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -23,7 +23,9 @@ triggers_app = typer.Typer(help="The trigger rules of the service.", no_args_is_
 @events_app.command("list")
 @one_line_errors
 def list_events(
-    outcome: str = typer.Option(None, "--outcome", help="matched, duplicate, ignored, rejected, failed, pending"),
+    outcome: str = typer.Option(
+        None, "--outcome", help="matched, duplicate, ignored, rejected, failed, pending"
+    ),
     limit: int = typer.Option(50, "--limit"),
     as_json: bool = JsonOption,
     url: str = UrlOption,
@@ -70,7 +72,9 @@ def redrive(
         print_json(result)
         return
     requeued = result["requeued"]
-    console.print(safe_text(f"re-queued {requeued} failed job(s) of trigger {trigger}"), highlight=False)
+    console.print(
+        safe_text(f"re-queued {requeued} failed job(s) of trigger {trigger}"), highlight=False
+    )
 
 
 @triggers_app.command("list")

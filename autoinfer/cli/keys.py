@@ -16,7 +16,9 @@ from autoinfer.cli.client import (
 )
 from autoinfer.cli.text import neutralise, safe_text
 
-app = typer.Typer(help="API keys and their roles (read, submit, code, admin).", no_args_is_help=True)
+app = typer.Typer(
+    help="API keys and their roles (read, submit, code, admin).", no_args_is_help=True
+)
 
 
 @app.command("create")

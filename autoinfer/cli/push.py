@@ -27,7 +27,9 @@ def destination_uri(source: Path, dest: str, now: datetime | None = None) -> str
     if not dest.endswith("/"):
         return dest
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d_%H-%M-%S")
-    suffixes = "".join(source.suffixes[-2:]) if source.name.endswith((".tar.gz",)) else source.suffix
+    suffixes = (
+        "".join(source.suffixes[-2:]) if source.name.endswith((".tar.gz",)) else source.suffix
+    )
     stem = source.name[: len(source.name) - len(suffixes)] if suffixes else source.name
     return join_uri(dest, f"{stem}-{stamp}{suffixes}")
 
@@ -35,8 +37,12 @@ def destination_uri(source: Path, dest: str, now: datetime | None = None) -> str
 @one_line_errors
 def push(
     file: Path = typer.Argument(..., help="The file to upload."),
-    dest_uri: str = typer.Argument(..., help="Object URI, or a prefix ending in '/' to name it <stem>-<UTC time>."),
-    config_file: Path = typer.Option(None, "--config", "-c", help="autoinfer.yaml holding the store settings."),
+    dest_uri: str = typer.Argument(
+        ..., help="Object URI, or a prefix ending in '/' to name it <stem>-<UTC time>."
+    ),
+    config_file: Path = typer.Option(
+        None, "--config", "-c", help="autoinfer.yaml holding the store settings."
+    ),
 ) -> None:
     """Upload FILE to DEST_URI (a local path, file:// or s3:// URI)."""
     if not file.is_file():

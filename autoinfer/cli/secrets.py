@@ -53,7 +53,8 @@ def list_secrets(as_json: bool = JsonOption, url: str = UrlOption, key: str = Ke
     table = Table("name", "updated")
     for item in secrets:
         table.add_row(
-            safe_text(item["name"]), safe_text(str(item.get("updated_at", ""))[:19].replace("T", " "))
+            safe_text(item["name"]),
+            safe_text(str(item.get("updated_at", ""))[:19].replace("T", " ")),
         )
     console.print(table)
 

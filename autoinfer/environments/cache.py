@@ -66,9 +66,7 @@ class EnvironmentCache:
 
     # --- locks --------------------------------------------------------------------------
 
-    def lock(
-        self, key: str, *, shared: bool, cancelled: threading.Event | None = None
-    ) -> HeldLock:
+    def lock(self, key: str, *, shared: bool, cancelled: threading.Event | None = None) -> HeldLock:
         """Wait for `key`'s lock (shared or exclusive); JobStopped if `cancelled` is set
         meanwhile."""
         held = self._acquire(key, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, cancelled, wait=True)

@@ -87,7 +87,10 @@ class InterpreterFinder:
         # Prefer one the sandbox's user can reach, then the newest patch release.
         best = max(
             matches,
-            key=lambda i: (i.world_readable, tuple(int(p) for p in i.version.split(".")[:3] if p.isdigit())),
+            key=lambda i: (
+                i.world_readable,
+                tuple(int(p) for p in i.version.split(".")[:3] if p.isdigit()),
+            ),
         )
         self._found[wanted] = best
         return best
@@ -105,8 +108,12 @@ class InterpreterFinder:
                 command.insert(3, version)
             try:
                 result = subprocess.run(
-                    command, capture_output=True, text=True, env=self._env,
-                    timeout=PROBE_TIMEOUT_S, check=False,
+                    command,
+                    capture_output=True,
+                    text=True,
+                    env=self._env,
+                    timeout=PROBE_TIMEOUT_S,
+                    check=False,
                 )
                 paths += [entry["path"] for entry in json.loads(result.stdout or "[]")]
             except (OSError, subprocess.TimeoutExpired, ValueError, KeyError, TypeError):
@@ -135,8 +142,12 @@ def probe(path: str, env: dict[str, str]) -> BaseInterpreter | None:
     """Ask the interpreter at `path` what it is; None if it does not answer."""
     try:
         result = subprocess.run(
-            [path, "-I", "-c", PROBE], capture_output=True, text=True, env=env,
-            timeout=PROBE_TIMEOUT_S, check=False,
+            [path, "-I", "-c", PROBE],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=PROBE_TIMEOUT_S,
+            check=False,
         )
         facts = json.loads(result.stdout) if result.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired, ValueError):

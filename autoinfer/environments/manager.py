@@ -67,14 +67,18 @@ class EnvironmentManager:
     ) -> None:
         self.settings = settings or EnvironmentsConfig()
         self.cache = EnvironmentCache(root)
-        self._env = installer_env(dict(os.environ if base_env is None else base_env), self.cache.uv_cache)
+        self._env = installer_env(
+            dict(os.environ if base_env is None else base_env), self.cache.uv_cache
+        )
         uv_bin = find_uv() if self.settings.installer != "pip" else None
         if self.settings.installer == "uv" and uv_bin is None:
             raise ConfigError("environments.installer: uv is not installed (pip install uv)")
         self.builder: Builder
         if uv_bin:
             indexes = uv_index_settings(self._env)
-            self.builder = UvBuilder(uv_bin, self._env, indexes, build_sdists=self.settings.build_sdists)
+            self.builder = UvBuilder(
+                uv_bin, self._env, indexes, build_sdists=self.settings.build_sdists
+            )
             self.index_origin = indexes.origin
         else:
             self.builder = PipBuilder(self._env, build_sdists=self.settings.build_sdists)
@@ -96,7 +100,9 @@ class EnvironmentManager:
         EnvironmentRejected/EnvironmentFailed (`environment: <reason>`) when it cannot be had."""
         requirements = collect(model_dir, list(spec.packages.pip))
         interpreter = self.interpreters.find(python_request(spec.type), asked_by=spec.type)
-        key = environment_key(requirements, interpreter.identity, interpreter.platform, self.builder.name)
+        key = environment_key(
+            requirements, interpreter.identity, interpreter.platform, self.builder.name
+        )
         short = key[:12]
         held = self.cache.lock(key, shared=True, cancelled=cancelled)
         reused = self.cache.is_ready(key)
@@ -113,14 +119,18 @@ class EnvironmentManager:
                         f"{requirements.describe()}; indexes from {self.index_origin}"
                     )
                     self._build(key, interpreter, requirements.text(), job_log, cancelled)
-                    job_log.system(f"environment {short}: built in {time.monotonic() - started:.1f} s")
+                    job_log.system(
+                        f"environment {short}: built in {time.monotonic() - started:.1f} s"
+                    )
                 held.share()
             except BaseException:
                 held.release()
                 raise
         self.cache.touch(key)
         if reused:
-            job_log.system(f"environment {short}: reused (Python {interpreter.version}, {requirements.describe()})")
+            job_log.system(
+                f"environment {short}: reused (Python {interpreter.version}, {requirements.describe()})"
+            )
         with self._held_lock:
             self._held.setdefault(key, []).append(held)
         root = self.cache.path(key)
@@ -150,7 +160,9 @@ class EnvironmentManager:
         """Remove environments idle for `idle_days` (none in use) and abandoned builds."""
         removed = self.cache.sweep(self.settings.idle_days * 86400, now)
         for key in removed:
-            log.info("environment %s removed: unused for %s day(s)", key[:12], self.settings.idle_days)
+            log.info(
+                "environment %s removed: unused for %s day(s)", key[:12], self.settings.idle_days
+            )
         return removed
 
     # --- building -----------------------------------------------------------------------

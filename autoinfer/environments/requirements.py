@@ -188,7 +188,9 @@ def _normalize(line: str, where: str) -> str:
     except InvalidRequirement as error:
         raise EnvironmentRejected(f"environment: {where}: {line!r}: {error}") from None
     if requirement.url and requirement.url.startswith("file:"):
-        raise EnvironmentRejected(f"environment: {where}: local file requirements are not supported")
+        raise EnvironmentRejected(
+            f"environment: {where}: local file requirements are not supported"
+        )
     requirement.name = re.sub(r"[-_.]+", "-", requirement.name).lower()
     return str(requirement)
 
@@ -206,7 +208,9 @@ def _pyproject_dependencies(pyproject: Path) -> list[str]:
         )
     dependencies = project.get("dependencies") or []
     if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
-        raise EnvironmentRejected("environment: pyproject.toml: [project] dependencies must be a list of strings")
+        raise EnvironmentRejected(
+            "environment: pyproject.toml: [project] dependencies must be a list of strings"
+        )
     return [
         _normalize(dependency, f"pyproject.toml dependencies[{index}]")
         for index, dependency in enumerate(dependencies)

@@ -161,7 +161,9 @@ class SqsSender:
                     f"notifications.{target.name}: store {target.store!r} is not a configured s3 store"
                 )
             store = S3Storage.from_config(target.store, config, resolve_secret)
-        return cls(target.queue_url, make_sqs_client(target.queue_url, store, wait_time_s=0, retry=False))
+        return cls(
+            target.queue_url, make_sqs_client(target.queue_url, store, wait_time_s=0, retry=False)
+        )
 
     def send(self, message: Outgoing) -> None:
         from autoinfer.storage.s3 import AWS_ERRORS, describe_error
