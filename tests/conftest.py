@@ -34,7 +34,6 @@ SEED_TRUTH = {
 }
 
 
-
 def pytest_configure(config: pytest.Config) -> None:
     """Stop at once, in one line, when worker commands cannot be sandboxed here: without
     bubblewrap every test that runs one would fail on its own."""

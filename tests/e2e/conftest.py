@@ -75,8 +75,9 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     # What the page's Content-Security-Policy refused (an inline style, a foreign script).
     tab.on(
         "console",
-        lambda message: "Content Security Policy" in message.text
-        and script_errors.append(message.text),
+        lambda message: (
+            "Content Security Policy" in message.text and script_errors.append(message.text)
+        ),
     )
     yield tab
     report = getattr(request.node, "report_call", None)

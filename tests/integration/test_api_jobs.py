@@ -4,8 +4,12 @@ import httpx
 
 from tests.conftest import RunningService
 
-SPEC = {"name": "api-job", "workers": ["true"], "model": {"source_type": "local", "source_uri": "/nonexistent"},
-        "data": {"input_uri": "/nonexistent/in", "output_uri": "/nonexistent/out"}}
+SPEC = {
+    "name": "api-job",
+    "workers": ["true"],
+    "model": {"source_type": "local", "source_uri": "/nonexistent"},
+    "data": {"input_uri": "/nonexistent/in", "output_uri": "/nonexistent/out"},
+}
 
 
 def test_requests_without_a_key_get_401(api: RunningService) -> None:
@@ -40,7 +44,11 @@ def test_bad_spec_gets_422_naming_the_field(api: RunningService) -> None:
 
 
 def test_non_json_body_gets_a_clean_422(api: RunningService) -> None:
-    response = httpx.post(f"{api.url}/v1/jobs", content=b"{not json", headers={**api.headers, "Content-Type": "application/json"})
+    response = httpx.post(
+        f"{api.url}/v1/jobs",
+        content=b"{not json",
+        headers={**api.headers, "Content-Type": "application/json"},
+    )
     assert response.status_code == 422
     assert "error" in response.json() and "Traceback" not in response.text
 
@@ -71,5 +79,11 @@ def test_idempotency_key_makes_creation_repeatable(api: RunningService) -> None:
 
 def test_openapi_documents_the_v1_routes(api: RunningService) -> None:
     paths = httpx.get(f"{api.url}/openapi.json").json()["paths"]
-    for path in ("/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/logs", "/v1/jobs/{job_id}/stop", "/v1/events/s3"):
+    for path in (
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/logs",
+        "/v1/jobs/{job_id}/stop",
+        "/v1/events/s3",
+    ):
         assert path in paths

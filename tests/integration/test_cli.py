@@ -21,8 +21,22 @@ def run_cli(api: RunningService, *args: str) -> subprocess.CompletedProcess[str]
 def test_jobs_create_list_get_and_wait(api: RunningService, seed_zip: Path, tmp_path: Path) -> None:
     model = make_model(tmp_path / "model")
     created = run_cli(
-        api, "jobs", "create", "--name", "cli-job", "--input", str(seed_zip), "--output", str(tmp_path / "out"),
-        "--model-type", "local", "--model", str(model), "--worker", "python predict.py", "--json",
+        api,
+        "jobs",
+        "create",
+        "--name",
+        "cli-job",
+        "--input",
+        str(seed_zip),
+        "--output",
+        str(tmp_path / "out"),
+        "--model-type",
+        "local",
+        "--model",
+        str(model),
+        "--worker",
+        "python predict.py",
+        "--json",
     )
     assert created.returncode == 0, created.stderr
     job = json.loads(created.stdout)
@@ -47,10 +61,16 @@ def test_errors_are_one_line_without_traceback(api: RunningService) -> None:
     wrong = subprocess.run(
         [*CLI, "jobs", "list"], capture_output=True, text=True, env=env, timeout=60, check=False
     )
-    assert wrong.returncode == 1 and "invalid API key" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert (
+        wrong.returncode == 1
+        and "invalid API key" in wrong.stderr
+        and "Traceback" not in wrong.stderr
+    )
 
 
-def test_logs_follow_prints_lines_while_the_job_runs(api: RunningService, seed_zip: Path, tmp_path: Path) -> None:
+def test_logs_follow_prints_lines_while_the_job_runs(
+    api: RunningService, seed_zip: Path, tmp_path: Path
+) -> None:
     script = textwrap.dedent(
         """
         import time
@@ -62,10 +82,16 @@ def test_logs_follow_prints_lines_while_the_job_runs(api: RunningService, seed_z
     model = make_model(tmp_path / "model", script)
     client = api.client()
     job = client.jobs.create_from_spec(
-        {"name": "ticker", "model": {"source_type": "local", "source_uri": str(model)}, "workers": ["python predict.py"],
-         "data": {"input_uri": str(seed_zip), "output_uri": str(tmp_path / "out")}}
+        {
+            "name": "ticker",
+            "model": {"source_type": "local", "source_uri": str(model)},
+            "workers": ["python predict.py"],
+            "data": {"input_uri": str(seed_zip), "output_uri": str(tmp_path / "out")},
+        }
     )
-    follower = subprocess.Popen([*CLI, "jobs", "logs", job.id, "-f"], stdout=subprocess.PIPE, text=True, env=api.cli_env())
+    follower = subprocess.Popen(
+        [*CLI, "jobs", "logs", job.id, "-f"], stdout=subprocess.PIPE, text=True, env=api.cli_env()
+    )
     assert follower.stdout is not None
     seen_while_running = False
     output = []

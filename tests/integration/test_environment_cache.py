@@ -37,7 +37,9 @@ def manager(tmp_path: Path) -> EnvironmentManager:
     return EnvironmentManager(tmp_path / "environments", EnvironmentsConfig(idle_days=7))
 
 
-def test_an_idle_environment_is_swept_but_never_while_a_job_uses_it(manager: EnvironmentManager, tmp_path: Path) -> None:
+def test_an_idle_environment_is_swept_but_never_while_a_job_uses_it(
+    manager: EnvironmentManager, tmp_path: Path
+) -> None:
     model = tmp_path / "model"
     model.mkdir()
     environment = manager.prepare(model, Environment(), Log())  # no requirements: pip only
@@ -108,13 +110,19 @@ def test_without_uv_the_environment_is_made_with_venv_and_pip(tmp_path: Path) ->
     (model / "requirements.txt").write_text("tomli-w==1.0.0\n")
     log = Log()
     environment = manager.prepare(model, Environment(), log)
-    assert any(": built in " in line for line in log.lines) and environment.hash in str(environment.root)
+    assert any(": built in " in line for line in log.lines) and environment.hash in str(
+        environment.root
+    )
     imported = subprocess.run(
         [str(environment.python), "-c", "import tomli_w; print(tomli_w.__version__)"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert imported.stdout.strip() == "1.0.0"
     # Its scripts were pointed at the final folder after the rename.
-    pip = subprocess.run([str(environment.bin_dir / "pip"), "--version"], capture_output=True, text=True, check=False)
+    pip = subprocess.run(
+        [str(environment.bin_dir / "pip"), "--version"], capture_output=True, text=True, check=False
+    )
     assert pip.returncode == 0 and str(environment.root) in pip.stdout, pip.stderr
     manager.release(environment)

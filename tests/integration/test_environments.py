@@ -48,7 +48,14 @@ def git_model(tmp_path: Path, name: str, files: dict[str, str]) -> str:
     return f"file://{bare}"
 
 
-def submit(client: SyncAutoInfer, name: str, model_url: str, tmp_path: Path, input_file: Path, **extra: object):  # type: ignore[no-untyped-def]
+def submit(
+    client: SyncAutoInfer,
+    name: str,
+    model_url: str,
+    tmp_path: Path,
+    input_file: Path,
+    **extra: object,
+):  # type: ignore[no-untyped-def]
     return client.jobs.create_from_spec(
         {
             "name": name,
@@ -79,7 +86,9 @@ def log_lines(client: SyncAutoInfer, job_id: str) -> list[str]:
 
 
 def environment_line(lines: list[str]) -> str:
-    matches = [line for line in lines if re.match(r"environment [0-9a-f]{12}: (reused|built in)", line)]
+    matches = [
+        line for line in lines if re.match(r"environment [0-9a-f]{12}: (reused|built in)", line)
+    ]
     assert len(matches) == 1, lines
     return matches[0]
 
@@ -99,8 +108,12 @@ def input_file(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module", autouse=True)
 def package_not_in_service_venv() -> None:
-    found = subprocess.run([sys.executable, "-c", f"import {MODULE}"], capture_output=True, check=False)
-    assert found.returncode != 0, f"{MODULE} is installed in the service's venv: pick another package"
+    found = subprocess.run(
+        [sys.executable, "-c", f"import {MODULE}"], capture_output=True, check=False
+    )
+    assert found.returncode != 0, (
+        f"{MODULE} is installed in the service's venv: pick another package"
+    )
 
 
 def test_two_models_pinning_different_versions_run_side_by_side_and_reuse_their_environments(
@@ -108,9 +121,16 @@ def test_two_models_pinning_different_versions_run_side_by_side_and_reuse_their_
 ) -> None:
     before = freeze()
     client = api.client()
-    model_x = git_model(tmp_path, "x", {"predict.py": PREDICT, "requirements.txt": f"{PACKAGE}=={VERSION_X}\n"})
+    model_x = git_model(
+        tmp_path, "x", {"predict.py": PREDICT, "requirements.txt": f"{PACKAGE}=={VERSION_X}\n"}
+    )
     model_y = git_model(
-        tmp_path, "y", {"predict.py": PREDICT, "requirements.txt": f"# pinned\n{PACKAGE} == {VERSION_Y}  # newer\n"}
+        tmp_path,
+        "y",
+        {
+            "predict.py": PREDICT,
+            "requirements.txt": f"# pinned\n{PACKAGE} == {VERSION_Y}  # newer\n",
+        },
     )
 
     first = submit(client, "x-1", model_x, tmp_path, input_file)
@@ -132,7 +152,9 @@ def test_two_models_pinning_different_versions_run_side_by_side_and_reuse_their_
     assert result["status"] == "finished", result["reason"]
     assert (tmp_path / "out" / "x-2" / "version.txt").read_text() == VERSION_X
     third_lines = log_lines(client, third.id)
-    assert environment_line(third_lines).split(":")[0] == environment_line(first_lines).split(":")[0]
+    assert (
+        environment_line(third_lines).split(":")[0] == environment_line(first_lines).split(":")[0]
+    )
     assert "reused" in environment_line(third_lines)
     imported = next(line for line in third_lines if line.startswith(f"imported {MODULE}"))
     assert f"{api.service.data_dir}/environments/" in imported  # the environment's python
@@ -143,7 +165,11 @@ def test_unresolvable_requirements_fail_the_job_with_the_resolvers_one_line_reas
     api: RunningService, tmp_path: Path, input_file: Path
 ) -> None:
     client = api.client()
-    model = git_model(tmp_path, "bad", {"predict.py": PREDICT, "requirements.txt": "no-such-package-autoinfer-xyz==1\n"})
+    model = git_model(
+        tmp_path,
+        "bad",
+        {"predict.py": PREDICT, "requirements.txt": "no-such-package-autoinfer-xyz==1\n"},
+    )
     job = submit(client, "bad", model, tmp_path, input_file)
     result = wait_terminal(client, job.id)
     assert result["status"] == "failed"
@@ -155,18 +181,29 @@ def test_unresolvable_requirements_fail_the_job_with_the_resolvers_one_line_reas
     assert [p.name for p in folder.iterdir() if not p.name.startswith(".")] == []  # none half-made
 
 
-def test_spec_packages_and_a_missing_python_version(api: RunningService, tmp_path: Path, input_file: Path) -> None:
+def test_spec_packages_and_a_missing_python_version(
+    api: RunningService, tmp_path: Path, input_file: Path
+) -> None:
     client = api.client()
     model = git_model(tmp_path, "plain", {"predict.py": PREDICT})
     job = submit(
-        client, "from-spec", model, tmp_path, input_file,
-        environment={"type": "DEEPLEARNING_PY311", "packages": {"pip": [f"{PACKAGE}=={VERSION_Y}"]}},
+        client,
+        "from-spec",
+        model,
+        tmp_path,
+        input_file,
+        environment={
+            "type": "DEEPLEARNING_PY311",
+            "packages": {"pip": [f"{PACKAGE}=={VERSION_Y}"]},
+        },
     )
     result = wait_terminal(client, job.id)
     assert result["status"] == "finished", result["reason"]
     assert (tmp_path / "out" / "from-spec" / "version.txt").read_text() == VERSION_Y
 
-    missing = submit(client, "py399", model, tmp_path, input_file, environment={"type": "CUSTOM_PY399"})
+    missing = submit(
+        client, "py399", model, tmp_path, input_file, environment={"type": "CUSTOM_PY399"}
+    )
     result = wait_terminal(client, missing.id)
     assert result["status"] == "failed"
     assert result["reason"].startswith(
@@ -178,10 +215,14 @@ def test_concurrent_jobs_with_the_same_new_requirements_build_it_once(
     api: RunningService, tmp_path: Path, input_file: Path
 ) -> None:
     client = api.client()
-    model = git_model(tmp_path, "same", {"predict.py": PREDICT, "requirements.txt": f"{PACKAGE}=={VERSION_X}\n"})
+    model = git_model(
+        tmp_path, "same", {"predict.py": PREDICT, "requirements.txt": f"{PACKAGE}=={VERSION_X}\n"}
+    )
     jobs = [submit(client, f"same-{i}", model, tmp_path, input_file) for i in range(2)]
     results = [wait_terminal(client, job.id) for job in jobs]
-    assert [r["status"] for r in results] == ["finished", "finished"], [r["reason"] for r in results]
+    assert [r["status"] for r in results] == ["finished", "finished"], [
+        r["reason"] for r in results
+    ]
     lines = [environment_line(log_lines(client, job.id)) for job in jobs]
     assert sorted("built in" in line for line in lines) == [False, True], lines
     assert len({line.split(":")[0] for line in lines}) == 1

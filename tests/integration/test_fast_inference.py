@@ -129,7 +129,9 @@ def test_undecodable_images_of_every_kind_get_error_entries_and_the_rest_are_cla
     assert set(errors) == {"corrupt.jpg", "truncated.jpg", "notes.png", "bomb.png"}
     assert errors["truncated.jpg"] == "image file is truncated"
     assert errors["notes.png"] == "cannot identify image file"
-    assert errors["bomb.png"] == "image is 400 MP, over the 40 MP limit (predictors.max_image_pixels)"
+    assert (
+        errors["bomb.png"] == "image is 400 MP, over the 40 MP limit (predictors.max_image_pixels)"
+    )
     assert all(reason and "\n" not in reason for reason in errors.values())
     for name in SEEDS:
         record = produced[name.rsplit(".", 1)[0] + "_pred.json"]

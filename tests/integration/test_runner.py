@@ -14,11 +14,19 @@ from tests.conftest import RunningService
 from tests.support.worker_jobs import make_model, spec, wait_terminal
 
 
-def test_local_model_reading_trainml_paths_gets_its_output_zipped(api: RunningService, seed_zip: Path, tmp_path: Path) -> None:
+def test_local_model_reading_trainml_paths_gets_its_output_zipped(
+    api: RunningService, seed_zip: Path, tmp_path: Path
+) -> None:
     client = api.client()
     model = make_model(tmp_path / "model")
     job = client.jobs.create_from_spec(
-        spec("sizes", str(seed_zip), str(tmp_path / "out"), {"source_type": "local", "source_uri": str(model)}, ["python predict.py"])
+        spec(
+            "sizes",
+            str(seed_zip),
+            str(tmp_path / "out"),
+            {"source_type": "local", "source_uri": str(model)},
+            ["python predict.py"],
+        )
     )
     result = wait_terminal(client, job.id)
     assert result["status"] == "finished", result["reason"]
@@ -29,11 +37,18 @@ def test_local_model_reading_trainml_paths_gets_its_output_zipped(api: RunningSe
     assert any(line.startswith("processed ILSVRC2012_val_") for line in lines)
     assert f"job sizes {job.id}" in lines
     assert [t["status"] for t in result["transitions"]] == [
-        "new", "waiting for resources", "waiting for data/model download", "running", "uploading", "finished",
+        "new",
+        "waiting for resources",
+        "waiting for data/model download",
+        "running",
+        "uploading",
+        "finished",
     ]
 
 
-def test_git_model_source_is_cloned_from_a_bare_repository(api: RunningService, seed_zip: Path, tmp_path: Path) -> None:
+def test_git_model_source_is_cloned_from_a_bare_repository(
+    api: RunningService, seed_zip: Path, tmp_path: Path
+) -> None:
     work = make_model(tmp_path / "work")
     bare = tmp_path / "model.git"
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
@@ -43,7 +58,13 @@ def test_git_model_source_is_cloned_from_a_bare_repository(api: RunningService, 
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
     client = api.client()
     job = client.jobs.create_from_spec(
-        spec("from-git", str(seed_zip), str(tmp_path / "out"), {"source_type": "git", "source_uri": f"file://{bare}"}, ["python predict.py"])
+        spec(
+            "from-git",
+            str(seed_zip),
+            str(tmp_path / "out"),
+            {"source_type": "git", "source_uri": f"file://{bare}"},
+            ["python predict.py"],
+        )
     )
     result = wait_terminal(client, job.id)
     assert result["status"] == "finished", result["reason"]
@@ -51,25 +72,45 @@ def test_git_model_source_is_cloned_from_a_bare_repository(api: RunningService, 
         assert len(archive.namelist()) == 5
 
 
-def test_unarchived_output_lands_file_by_file_under_the_job_name(api: RunningService, seed_zip: Path, tmp_path: Path) -> None:
+def test_unarchived_output_lands_file_by_file_under_the_job_name(
+    api: RunningService, seed_zip: Path, tmp_path: Path
+) -> None:
     client = api.client()
     model = make_model(tmp_path / "model")
-    payload = spec("loose", str(seed_zip), str(tmp_path / "out"), {"source_type": "local", "source_uri": str(model)}, ["python predict.py"])
+    payload = spec(
+        "loose",
+        str(seed_zip),
+        str(tmp_path / "out"),
+        {"source_type": "local", "source_uri": str(model)},
+        ["python predict.py"],
+    )
     payload["data"]["output_options"] = {"archive": False}
     job = client.jobs.create_from_spec(payload)
     assert wait_terminal(client, job.id)["status"] == "finished"
     assert len(list((tmp_path / "out" / "loose").glob("*_size.txt"))) == 5
 
 
-def test_failing_command_fails_the_job_with_reason_and_keeps_the_log(api: RunningService, seed_zip: Path, tmp_path: Path) -> None:
+def test_failing_command_fails_the_job_with_reason_and_keeps_the_log(
+    api: RunningService, seed_zip: Path, tmp_path: Path
+) -> None:
     client = api.client()
-    model = make_model(tmp_path / "model", "import sys\nprint('about to fail')\nsys.exit('model exploded')\n")
+    model = make_model(
+        tmp_path / "model", "import sys\nprint('about to fail')\nsys.exit('model exploded')\n"
+    )
     job = client.jobs.create_from_spec(
-        spec("fails", str(seed_zip), str(tmp_path / "out"), {"source_type": "local", "source_uri": str(model)}, ["python predict.py"])
+        spec(
+            "fails",
+            str(seed_zip),
+            str(tmp_path / "out"),
+            {"source_type": "local", "source_uri": str(model)},
+            ["python predict.py"],
+        )
     )
     result = wait_terminal(client, job.id)
     assert result["status"] == "failed"
-    assert result["reason"] == "worker command 'python predict.py' exited with code 1: model exploded"
+    assert (
+        result["reason"] == "worker command 'python predict.py' exited with code 1: model exploded"
+    )
     lines = [(line["stream"], line["line"]) for line in job.logs()]
     assert ("stdout", "about to fail") in lines and ("stderr", "model exploded") in lines
     assert not (tmp_path / "out").exists()
@@ -79,13 +120,22 @@ def test_timeout_fails_the_job(api: RunningService, seed_zip: Path, tmp_path: Pa
     client = api.client()
     model = make_model(tmp_path / "model", "import time\ntime.sleep(60)\n")
     job = client.jobs.create_from_spec(
-        spec("slow", str(seed_zip), str(tmp_path / "out"), {"source_type": "local", "source_uri": str(model)}, ["python predict.py"], timeout_s=2)
+        spec(
+            "slow",
+            str(seed_zip),
+            str(tmp_path / "out"),
+            {"source_type": "local", "source_uri": str(model)},
+            ["python predict.py"],
+            timeout_s=2,
+        )
     )
     result = wait_terminal(client, job.id)
     assert result["status"] == "failed" and "timed out after 2 s" in result["reason"]
 
 
-def test_stop_while_running_ends_stopped_with_the_process_tree_gone(api: RunningService, seed_zip: Path, tmp_path: Path) -> None:
+def test_stop_while_running_ends_stopped_with_the_process_tree_gone(
+    api: RunningService, seed_zip: Path, tmp_path: Path
+) -> None:
     # The worker runs in its own PID namespace (the sandbox), so it cannot tell its host pids:
     # its processes are found from outside by a marker on their command lines.
     marker = f"stop-test-{uuid.uuid4().hex}"
@@ -100,7 +150,13 @@ def test_stop_while_running_ends_stopped_with_the_process_tree_gone(api: Running
     client = api.client()
     model = make_model(tmp_path / "model", script)
     job = client.jobs.create_from_spec(
-        spec("stoppable", str(seed_zip), str(tmp_path / "out"), {"source_type": "local", "source_uri": str(model)}, [f"python predict.py {marker}"])
+        spec(
+            "stoppable",
+            str(seed_zip),
+            str(tmp_path / "out"),
+            {"source_type": "local", "source_uri": str(model)},
+            [f"python predict.py {marker}"],
+        )
     )
     deadline = time.monotonic() + 60
     while "started" not in [line["line"] for line in job.logs()] or len(_marked(marker)) < 2:
@@ -147,25 +203,41 @@ def test_missing_input_fails_with_a_clear_reason(api: RunningService, tmp_path: 
     model = make_model(tmp_path / "model")
     missing = tmp_path / "nowhere" / "images.zip"
     job = client.jobs.create_from_spec(
-        spec("no-input", str(missing), str(tmp_path / "out"), {"source_type": "local", "source_uri": str(model)}, ["python predict.py"])
+        spec(
+            "no-input",
+            str(missing),
+            str(tmp_path / "out"),
+            {"source_type": "local", "source_uri": str(model)},
+            ["python predict.py"],
+        )
     )
     result = wait_terminal(client, job.id)
     assert result["status"] == "failed"
     assert str(missing) in result["reason"] and "no such file" in result["reason"]
 
 
-def test_scratch_folder_is_cleaned_after_the_job(api: RunningService, seed_zip: Path, tmp_path: Path) -> None:
+def test_scratch_folder_is_cleaned_after_the_job(
+    api: RunningService, seed_zip: Path, tmp_path: Path
+) -> None:
     client = api.client()
     model = make_model(tmp_path / "model")
     job = client.jobs.create_from_spec(
-        spec("clean", str(seed_zip), str(tmp_path / "out"), {"source_type": "local", "source_uri": str(model)}, ["python predict.py"])
+        spec(
+            "clean",
+            str(seed_zip),
+            str(tmp_path / "out"),
+            {"source_type": "local", "source_uri": str(model)},
+            ["python predict.py"],
+        )
     )
     assert wait_terminal(client, job.id)["status"] == "finished"
     assert list(api.service.runner_context.scratch_root.iterdir()) == []
 
 
 @pytest.mark.parametrize("source", ["builtin"])
-def test_seed_images_get_their_true_classes_in_the_top_five(api: RunningService, seed_zip: Path, tmp_path: Path, source: str) -> None:
+def test_seed_images_get_their_true_classes_in_the_top_five(
+    api: RunningService, seed_zip: Path, tmp_path: Path, source: str
+) -> None:
     import json
 
     from tests.conftest import SEED_TRUTH
@@ -174,7 +246,12 @@ def test_seed_images_get_their_true_classes_in_the_top_five(api: RunningService,
     job = client.jobs.create(
         name="images-seed",
         type="inference",
-        data={"input_type": "local", "input_uri": str(seed_zip), "output_type": "local", "output_uri": str(tmp_path / "processed")},
+        data={
+            "input_type": "local",
+            "input_uri": str(seed_zip),
+            "output_type": "local",
+            "output_uri": str(tmp_path / "processed"),
+        },
         model={"source_type": source, "source_uri": "efficientnet_lite0"},
     )
     result = wait_terminal(client, job.id, timeout=300)
@@ -188,7 +265,9 @@ def test_seed_images_get_their_true_classes_in_the_top_five(api: RunningService,
             assert set(prediction) == {"file", "classes"}
             classes = prediction["classes"]
             assert len(classes) == 5
-            assert [c["confidence"] for c in classes] == sorted((c["confidence"] for c in classes), reverse=True)
+            assert [c["confidence"] for c in classes] == sorted(
+                (c["confidence"] for c in classes), reverse=True
+            )
             assert all(set(c) == {"id", "name", "confidence"} for c in classes)
             wnid, _ = SEED_TRUTH[prediction["file"]]
             assert wnid in [c["id"] for c in classes], (prediction["file"], classes)

@@ -40,7 +40,10 @@ def test_status_shows_sources_triggers_queue_and_workers(
 ) -> None:  # type: ignore[no-untyped-def]
     api = start(tmp_path, make_config, start_service)
     api.client().jobs.create_from_spec(
-        {"name": "queued", "data": {"input_uri": str(tmp_path / "nowhere.zip"), "output_uri": str(tmp_path)}}
+        {
+            "name": "queued",
+            "data": {"input_uri": str(tmp_path / "nowhere.zip"), "output_uri": str(tmp_path)},
+        }
     )
     result = subprocess.run(
         [*CLI, "status"],

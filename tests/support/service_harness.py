@@ -130,7 +130,16 @@ class ServiceProcess:
             log.write(f"\n===== start {self.starts} =====\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "autoinfer.cli", "serve", "--config", str(self.config_path), "--log-level", "warning"],
+                [
+                    sys.executable,
+                    "-m",
+                    "autoinfer.cli",
+                    "serve",
+                    "--config",
+                    str(self.config_path),
+                    "--log-level",
+                    "warning",
+                ],
                 cwd=REPO,
                 env=self.env,
                 stdout=log,

@@ -209,8 +209,13 @@ def test_good_records_are_kept_and_bad_ones_listed_with_index_and_field() -> Non
     notification = parse_notification({"Records": records})
     assert [e.key for e in notification.events] == ["incoming/0.zip", "incoming/2.zip"]
     assert [(r.index, r.reason) for r in notification.rejected] == [
-        (1, ("Records[1].s3.object.size: 9223372036854775808 is more than the largest size "
-         "stored (2^63 - 1)")),
+        (
+            1,
+            (
+                "Records[1].s3.object.size: 9223372036854775808 is more than the largest size "
+                "stored (2^63 - 1)"
+            ),
+        ),
         (3, "Records[3].s3.object.key: missing"),
     ]
     assert '"eventName"' in notification.rejected[0].excerpt()

@@ -78,9 +78,12 @@ def test_unprivileged_it_unshares_everything_and_keeps_the_network_only_when_all
     closed = bwrap_argv(view(), "true", layout=LAYOUT)
     assert "--unshare-all" in closed and "--share-net" not in closed
     assert {"--die-with-parent", "--new-session"} <= set(closed)
-    assert closed[
-        closed.index("--tmpfs") - 2 : closed.index("--tmpfs") + 2
-    ] == ["--perms", "1777", "--tmpfs", "/tmp"]
+    assert closed[closed.index("--tmpfs") - 2 : closed.index("--tmpfs") + 2] == [
+        "--perms",
+        "1777",
+        "--tmpfs",
+        "/tmp",
+    ]
     assert "--share-net" in bwrap_argv(view(network=True), "true", layout=LAYOUT)
 
 

@@ -7,7 +7,10 @@ import pytest
 from autoinfer.errors import SpecError
 from autoinfer.jobs.spec import Status, can_transition, parse_spec, safe_file_name
 
-VALID = {"name": "images-1", "data": {"input_uri": "s3://data/incoming/x.zip", "output_uri": "s3://data/processed"}}
+VALID = {
+    "name": "images-1",
+    "data": {"input_uri": "s3://data/incoming/x.zip", "output_uri": "s3://data/processed"},
+}
 
 
 def test_minimal_spec_gets_design_defaults() -> None:
@@ -67,7 +70,14 @@ def test_trainml_style_job_names_are_accepted_and_made_file_safe() -> None:
 
 
 def test_state_machine_allows_the_happy_path_only_forward() -> None:
-    path = [Status.NEW, Status.WAITING_RESOURCES, Status.WAITING_DOWNLOAD, Status.RUNNING, Status.UPLOADING, Status.FINISHED]
+    path = [
+        Status.NEW,
+        Status.WAITING_RESOURCES,
+        Status.WAITING_DOWNLOAD,
+        Status.RUNNING,
+        Status.UPLOADING,
+        Status.FINISHED,
+    ]
     for old, new in itertools.pairwise(path):
         assert can_transition(old, new)
     assert not can_transition(Status.RUNNING, Status.WAITING_DOWNLOAD)

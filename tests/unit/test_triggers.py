@@ -314,7 +314,8 @@ def test_rule_writing_where_another_rule_listens_is_refused() -> None:
     first = rule()
     second = rule(name="reprocess", prefix="processed/", suffix="")
     with pytest.raises(
-        ConfigError, match=r"trigger 'classify-incoming' writes .* which trigger 'reprocess' watches"
+        ConfigError,
+        match=r"trigger 'classify-incoming' writes .* which trigger 'reprocess' watches",
     ):
         check_loops([first, second])
 
