@@ -42,13 +42,13 @@ def fetch(runner: Runner, uri: str, dest: Path, *, what: str) -> None:
     """Download `uri` into `dest`, extracting it when it is an archive."""
     budget = runner.spec.resources.disk_size * GIB
     storage = runner.ctx.storage.for_uri(uri)
-    if extract_in_place(storage, uri, dest, runner.ctx.archive_limits, budget):
-        return  # a local archive: extracted from where it lies, no copy into scratch
-    download_dir = runner.workdir / f"download-{what}"
-    download_dir.mkdir()
     # Sizes checked before copying, bytes counted while copying (InputRejected past it).
     limit = f"the job's disk_size of {runner.spec.resources.disk_size} GiB"
     counted = ByteBudget(budget, label=what, limit_text=limit)
+    if extract_in_place(storage, uri, dest, runner.ctx.archive_limits, counted):
+        return  # a local archive: extracted from where it lies, no copy into scratch
+    download_dir = runner.workdir / f"download-{what}"
+    download_dir.mkdir()
     fetched = storage.download(uri, download_dir, counted)
     used = tree_size(download_dir)
     if used > budget:

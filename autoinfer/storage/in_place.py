@@ -12,15 +12,18 @@ from pathlib import Path
 
 from autoinfer.storage.archives import ArchiveLimits, archive_kind, extract
 from autoinfer.storage.base import Storage
+from autoinfer.storage.budget import ByteBudget
 
 
 def extract_in_place(
-    storage: Storage, uri: str, dest: Path, limits: ArchiveLimits, budget_bytes: int
+    storage: Storage, uri: str, dest: Path, limits: ArchiveLimits, budget: ByteBudget
 ) -> bool:
     """Extract the archive `uri` into `dest` from where it lies; True when done, False when
-    `uri` is not a local archive file (the caller downloads it as usual)."""
+    `uri` is not a local archive file (the caller downloads it as usual). An archive larger
+    than the budget is refused before it is opened, as a download of it would be."""
     path = storage.local_path(uri)
     if path is None or archive_kind(path) is None:
         return False
-    extract(path, dest, limits, budget_bytes=budget_bytes)
+    budget.check_declared(uri, path.stat().st_size)
+    extract(path, dest, limits, budget_bytes=budget.left)
     return True
