@@ -95,9 +95,9 @@ class DataDirUsage:
         """The last measurement, or a new one when there is none or it is older than
         `max_age_s`."""
         with self._lock:
-            fresh = self._bytes is not None and self.clock() - self._measured_at < self.max_age_s
-            if fresh:
-                return self._bytes  # type: ignore[return-value]
+            cached = self._bytes
+            if cached is not None and self.clock() - self._measured_at < self.max_age_s:
+                return cached
         return self.refresh()
 
     def space(self) -> DiskSpace:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -28,7 +28,8 @@ KeyOption = typer.Option(
 )
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def make_client(url: str | None, key: str | None) -> SyncAutoInfer:
@@ -45,11 +46,11 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
-def one_line_errors(function: F) -> F:
+def one_line_errors(function: Callable[P, R]) -> Callable[P, R]:
     """Turn our errors into one red line on stderr and exit code 1, never a traceback."""
 
     @wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return function(*args, **kwargs)
         except AutoInferError as error:
@@ -58,4 +59,4 @@ def one_line_errors(function: F) -> F:
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper

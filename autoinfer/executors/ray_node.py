@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from autoinfer.config import StoreConfig
 from autoinfer.errors import ConfigError
@@ -42,7 +42,7 @@ from autoinfer.executors.ray_placement import (  # noqa: F401 - re-exported
 )
 from autoinfer.gallery import Gallery, Thumbnails
 from autoinfer.jobs.records import JobRecord
-from autoinfer.jobs.service import JobResult, JobService
+from autoinfer.jobs.service import JobResult
 from autoinfer.jobs.spec import Status
 from autoinfer.predictors.ray_pool import ModelActors
 from autoinfer.runner import Cancellation, Runner, RunnerContext, one_line
@@ -274,7 +274,7 @@ class NodeContext:
         scratch = Path(self.scratch_root or Path(tempfile.gettempdir()) / "autoinfer" / "scratch")
         scratch.mkdir(parents=True, exist_ok=True)
         return RunnerContext(
-            jobs=cast(JobService, reporter),
+            jobs=reporter,
             storage=storage,
             scratch_root=scratch,
             predictors=self.predictors,

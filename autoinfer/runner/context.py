@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from autoinfer.gallery import Gallery
 from autoinfer.item_results import ItemSink
 from autoinfer.jobs.records import JobRecord
-from autoinfer.jobs.service import JobResult, JobService
+from autoinfer.jobs.service import JobResult
 from autoinfer.jobs.spec import Status
 from autoinfer.sandbox import PathPolicy, Sandbox, SandboxConfig, make_sandbox
 from autoinfer.storage import StorageRegistry
@@ -106,9 +106,9 @@ class Cancellation:
 class RunnerContext:
     """What every runner of a service shares."""
 
-    # The job service the executors claim through; the runner itself only reports through it
-    # (`Runner.reporter`, a JobReporter). A Ray node passes its mailbox reporter here.
-    jobs: JobService
+    # What runners report through: the JobService in the service, a Ray node's mailbox reporter
+    # there. Executors claim from the JobService they are given, not from this.
+    jobs: JobReporter
     storage: StorageRegistry
     scratch_root: Path
     predictors: Predictors | None = None
