@@ -15,7 +15,7 @@ from autoinfer.jobs.spec import JOB_NAME_PATTERN
 
 VARIABLES = ("bucket", "key", "key_stem", "uri", "bucket_uri", "event_time")
 #: Template fields given when the `job` template leaves them out.
-DEFAULTS = {"name": "{key_stem}", "data": {"input_uri": "{uri}"}}
+DEFAULTS: dict[str, Any] = {"name": "{key_stem}", "data": {"input_uri": "{uri}"}}
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
 
@@ -64,7 +64,7 @@ def with_defaults(job: dict[str, Any]) -> dict[str, Any]:
     template.setdefault("name", DEFAULTS["name"])
     data = template.setdefault("data", {})
     if isinstance(data, dict):
-        data.setdefault("input_uri", DEFAULTS["data"]["input_uri"])  # type: ignore[index]
+        data.setdefault("input_uri", DEFAULTS["data"]["input_uri"])
     return template
 
 
