@@ -16,7 +16,7 @@ import pytest
 from autoinfer.errors import ArchiveError
 from autoinfer.storage.archives import ArchiveLimits, archive_kind, extract, make_zip
 
-SEED_IMAGES = Path("/work/shared/seed/images.zip")
+SEED_IMAGES = Path(__file__).resolve().parents[1] / "data" / "images.zip"  # the seed zip
 LIMITS = ArchiveLimits()
 
 
