@@ -8,38 +8,18 @@ spec's input and output URIs, which lists show.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
-from pydantic import BaseModel
-
-from autoinfer.inbox import DispatchRecord, EventRecord
-from autoinfer.jobs.records import JobRecord, Progress, TransitionRecord
+from autoinfer.inbox.records import EventFields, EventRecord
+from autoinfer.jobs.records import JobFields, JobRecord
 
 #: The longest URI a summary repeats from a spec (specs are capped, but not this tightly).
 MAX_SUMMARY_URI = 2048
 
 
-class JobSummary(BaseModel):
+class JobSummary(JobFields):
     """A job as lists show it: `JobRecord` without `spec`, with its input and output URIs."""
 
-    id: str
-    name: str
-    status: str
-    attempt: int
-    max_attempts: int
-    reason: str | None
-    source: str
-    event_id: str | None
-    created_at: datetime
-    updated_at: datetime
-    progress: Progress | None
-    output_location: str | None
-    model_info: dict[str, Any] | None
-    stop_requested: bool
     input_uri: str | None
     output_uri: str | None
-    transitions: list[TransitionRecord]
 
     @classmethod
     def of(cls, job: JobRecord) -> JobSummary:
@@ -52,30 +32,8 @@ class JobSummary(BaseModel):
         )
 
 
-class EventSummary(BaseModel):
+class EventSummary(EventFields):
     """An event as lists show it: `EventRecord` without `raw` (the stored record)."""
-
-    id: int
-    source: str
-    outcome: str
-    reason: str | None
-    bucket: str | None
-    key: str | None
-    event_name: str | None
-    event_time: datetime | None
-    size: int | None
-    etag: str | None
-    version_id: str | None
-    sequencer: str | None
-    flavour: str | None
-    idempotency_key: str | None
-    received_at: datetime
-    trigger: str | None
-    job_id: str | None
-    duplicate_of: int | None
-    deliveries: int
-    dispatches: list[DispatchRecord]
-    body_excerpt: str | None
 
     @classmethod
     def of(cls, event: EventRecord) -> EventSummary:

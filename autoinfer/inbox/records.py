@@ -20,8 +20,9 @@ class DispatchRecord(BaseModel):
     at: datetime
 
 
-class EventRecord(BaseModel):
-    """An event as users see it (API, SDK, CLI): what arrived and what became of it."""
+class EventFields(BaseModel):
+    """What every view of an event shows (`EventRecord` adds the stored record, `raw`; lists
+    show these fields alone)."""
 
     id: int
     source: str
@@ -43,8 +44,13 @@ class EventRecord(BaseModel):
     duplicate_of: int | None
     deliveries: int
     dispatches: list[DispatchRecord]
-    raw: dict[str, Any] | None
     body_excerpt: str | None
+
+
+class EventRecord(EventFields):
+    """An event as users see it (API, SDK, CLI): what arrived and what became of it."""
+
+    raw: dict[str, Any] | None
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ class Progress(BaseModel):
     total: int
 
 
-class JobRecord(BaseModel):
-    """A job as users see it: its spec, status, history and result."""
+class JobFields(BaseModel):
+    """What every view of a job shows: status, history and result (`JobRecord` adds the spec;
+    lists show `api.summaries.JobSummary`)."""
 
     id: str
     name: str
@@ -39,10 +40,15 @@ class JobRecord(BaseModel):
     output_location: str | None
     model_info: dict[str, Any] | None
     stop_requested: bool
-    spec: dict[str, Any]
     transitions: list[TransitionRecord]
     # Per-item results: how many input items ended ok and in error (None: none recorded).
     items: ItemCounts | None = None
+
+
+class JobRecord(JobFields):
+    """A job as users see it: its spec, status, history and result."""
+
+    spec: dict[str, Any]
 
     @property
     def terminal(self) -> bool:
