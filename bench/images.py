@@ -17,18 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from autoinfer.predictors.quantize import PHOTOS
+
 SEED_ZIP = Path(__file__).resolve().parent.parent / "tests" / "data" / "images.zip"
-SKIMAGE_PHOTOS = (
-    "astronaut",
-    "chelsea",
-    "coffee",
-    "rocket",
-    "immunohistochemistry",
-    "hubble_deep_field",
-    "retina",
-    "colorwheel",
-    "camera",
-)
+SKIMAGE_PHOTOS = PHOTOS  # the photos the int8 model is calibrated on (named in one place)
 PNG_SHARE = 0.1  # the rest are JPEGs, as most uploads are
 
 
