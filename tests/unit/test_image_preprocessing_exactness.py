@@ -64,3 +64,29 @@ def test_an_orientation_tag_of_one_changes_nothing(tmp_path: Path) -> None:
     stored.save(tagged, exif=exif)
     stored.save(plain)
     assert np.array_equal(decode_image(tagged), decode_image(plain))
+
+
+@pytest.mark.parametrize(
+    "size",
+    # Landscape and portrait, upscaled and reduced, and shapes Pillow 13 resizes vertically
+    # first (225×511, 257×1001): a crop computed any other way than "resize the whole image,
+    # then cut the centre out" moves some values by 1 on noise like this.
+    [(400, 300), (300, 400), (120, 90), (225, 511), (257, 1001), (1001, 257)],
+)
+def test_the_crop_is_the_centre_of_the_whole_resized_image_bit_for_bit(
+    tmp_path: Path, size: tuple[int, int]
+) -> None:
+    width, height = size
+    noise = np.random.default_rng(width * height).integers(0, 256, (height, width, 3), np.uint8)
+    path = tmp_path / "noise.png"
+    Image.fromarray(noise).save(path, compress_level=1)
+    short = min(width, height)
+    whole = Image.fromarray(noise).resize(
+        (int(256 * width / short), int(256 * height / short)), Image.Resampling.BILINEAR
+    )
+    left, top = round((whole.width - 224) / 2), round((whole.height - 224) / 2)
+    expected = np.asarray(whole.crop((left, top, left + 224, top + 224)))
+    resized: list[Image.Image] = []
+    assert np.array_equal(decode_image(path), expected)
+    assert np.array_equal(decode_image(path, on_resized=resized.append), expected)
+    assert np.array_equal(np.asarray(resized[0]), np.asarray(whole))  # the gallery's source
