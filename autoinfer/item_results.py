@@ -32,7 +32,9 @@ _ITEM_LIST = TypeAdapter(list[ItemRecord])
 class ItemSink(Protocol):
     """Where item results go (`autoinfer.jobs.items.JobItems`)."""
 
-    def record(self, job_id: str, items: Sequence[ItemRecord]) -> None: ...
+    def record(
+        self, job_id: str, items: Sequence[ItemRecord], *, replace: bool = False
+    ) -> None: ...
 
     def clear(self, job_id: str) -> None: ...
 
@@ -46,11 +48,14 @@ class AttemptItems:
         self._errors: list[dict[str, str]] = []
         self._last_write = time.monotonic()
         self._lock = threading.Lock()
+        self._replace = False  # the next write first forgets the earlier attempts' items
 
     def start(self) -> None:
-        """A new attempt records its items afresh."""
-        if self._sink is not None:
-            self._sink.clear(self._job_id)
+        """A new attempt records its items afresh: the earlier attempts' items go with its
+        first write (one transaction; a short job's only one, at `finish`)."""
+        with self._lock:
+            self._replace = True
+            self._last_write = time.monotonic()  # time spent queued before it is no reason
 
     # --- built-in models: results as the predictor pool hands them back -------------------
 
@@ -69,9 +74,18 @@ class AttemptItems:
     def flush(self) -> None:
         with self._lock:
             batch, self._buffer = self._buffer, []
+            replace, self._replace = self._replace, False
             self._last_write = time.monotonic()
-        if batch and self._sink is not None:
-            self._sink.record(self._job_id, batch)
+        if (batch or replace) and self._sink is not None:
+            self._sink.record(self._job_id, batch, replace=replace)
+
+    def settle(self) -> None:
+        """A failed attempt: store what it recorded so far; a failed write is logged, not
+        raised (the failure being recorded matters more)."""
+        try:
+            self.flush()
+        except Exception as error:  # noqa: BLE001 - the job's failure must still be stored
+            self._log(f"item results not stored: {type(error).__name__}: {error}")
 
     def finish(self, output_dir: Path) -> None:
         """Write what is left, and `errors.json` into the output if any item failed."""
@@ -105,8 +119,7 @@ class AttemptItems:
 
     def _record(self, items: Sequence[ItemRecord]) -> None:
         if self._sink is not None and items:
-            self._sink.clear(self._job_id)
-            self._sink.record(self._job_id, items)
+            self._sink.record(self._job_id, items, replace=True)
 
     def _read_items_file(self, path: Path) -> list[ItemRecord] | None:
         if path.is_symlink():  # the service must not read, and echo, what the model cannot

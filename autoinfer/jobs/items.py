@@ -98,15 +98,20 @@ class JobItems:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def record(self, job_id: str, items: Sequence[ItemRecord]) -> None:
-        """Add `items` to the job's results (in chunks, each its own short transaction)."""
-        for start in range(0, len(items), WRITE_CHUNK):
+    def record(self, job_id: str, items: Sequence[ItemRecord], *, replace: bool = False) -> None:
+        """Add `items` to the job's results (in chunks, each its own short transaction);
+        `replace`: the job's earlier results go first, in the first chunk's transaction (a new
+        attempt's first write: one transaction where `clear` and `record` take two)."""
+        for start in range(0, max(len(items), 1 if replace else 0), WRITE_CHUNK):
             rows = [
                 {"job_id": job_id, **item.model_dump()}
                 for item in items[start : start + WRITE_CHUNK]
             ]
             with self.db.connection() as connection:
-                connection.execute(insert(ItemRow), rows)
+                if replace and start == 0:
+                    connection.execute(delete(ItemRow).where(ItemRow.job_id == job_id))
+                if rows:
+                    connection.execute(insert(ItemRow), rows)
 
     def clear(self, job_id: str) -> None:
         """Forget the job's results (a new attempt records them again)."""

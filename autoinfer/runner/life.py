@@ -146,6 +146,8 @@ class Runner:
         if status == Status.FAILED:
             if not runs_in_predictor_pool(self.job.spec):  # its items share the job's outcome
                 self.items.fail_worker(self.data_dir, reason or "failed")
+            else:  # what it classified before failing (and no earlier attempt's items)
+                self.items.settle()
             if not retry:  # before the flush, so that it is stored with the rest
                 self.log.system("not retried: a new attempt would meet the same input")
             self.log.flush()

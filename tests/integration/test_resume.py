@@ -160,3 +160,14 @@ def test_kept_predictions_stay_while_their_job_may_run_again(tmp_path: Path) -> 
     removed = remove_stale_scratch(scratch, jobs, set)
     assert sorted(removed) == sorted([f"{ended.id}.resume", "gone.resume"])
     assert checkpoint_folder(scratch, waiting.id).is_dir()
+
+
+def test_a_job_of_fewer_than_min_images_keeps_no_predictions(
+    pool: PredictorPool, seed_images: Path, tmp_path: Path
+) -> None:
+    from autoinfer.resume import MIN_IMAGES
+
+    assert len(list(seed_images.iterdir())) < MIN_IMAGES <= COUNT  # the other tests keep theirs
+    output, log = run(pool, seed_images, tmp_path, "small")
+    assert log == [] and len(list(output.rglob("*_pred.json"))) == len(list(seed_images.iterdir()))
+    assert not (tmp_path / "job.resume").exists()  # no folder, no file, nothing to remove
