@@ -129,8 +129,12 @@ def stage_out(runner: Runner) -> str:
         )
 
     if data.output_options.archive:
+        target = join_uri(data.output_uri, f"{name}.zip")
+        size = storage.write_zip(runner.output_dir, target)  # a local store: in place
+        if size is not None:
+            runner.log.system(f"wrote {name}.zip ({size} bytes) to {target}")
+            return target
         archive = make_zip(runner.output_dir, runner.workdir / f"{name}.zip")
-        target = join_uri(data.output_uri, archive.name)
         runner.log.system(f"uploading {archive.name} ({archive.stat().st_size} bytes) to {target}")
         retrying(lambda: storage.upload(archive, target))
         return target

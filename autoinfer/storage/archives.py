@@ -93,6 +93,7 @@ class _Extraction:
         self.written: list[Path] = []
         self._written_set: set[Path] = set()
         self._created_dirs: list[Path] = []
+        self._checked_dirs: set[Path] = set()  # made or found, and checked inside dest
         self._opened_files: list[Path] = []
         self._bytes_written = 0
         self._real_dest: Path | None = None
@@ -290,6 +291,8 @@ class _Extraction:
         self._real_dest = self.dest.resolve()
 
     def _make_dirs(self, folder: Path) -> None:
+        if folder in self._checked_dirs:  # the folder of the entry before: checked already
+            return
         missing = []
         current = folder
         while not current.is_dir():
@@ -306,6 +309,7 @@ class _Extraction:
                 ) from None
             self._created_dirs.append(path)
         self._check_inside(folder)
+        self._checked_dirs.add(folder)
 
     def _check_inside(self, path: Path) -> None:
         # A folder that already existed in dest could be a link pointing elsewhere.

@@ -78,6 +78,12 @@ class Storage(ABC):
         reports progress (`reports_progress`); others just upload."""
         return self.upload(src, uri)
 
+    def write_zip(self, folder: Path, uri: str) -> int | None:
+        """Zip `folder` (`output_zip.make_zip`) straight into the object `uri` where this store
+        can do so atomically (a local store: beside the file, renamed into place); the zip's
+        size, or None: the caller makes the zip and `upload`s it."""
+        return None
+
     def local_path(self, uri: str) -> Path | None:
         """The regular local file `uri` names, when it may be read where it lies instead of
         being downloaded first (a local store's file); None: download it."""

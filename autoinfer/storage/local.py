@@ -20,6 +20,7 @@ from autoinfer.errors import StorageError
 from autoinfer.storage.base import ObjectInfo, Storage
 from autoinfer.storage.budget import ByteBudget
 from autoinfer.storage.local_files import TEMP_PREFIX, copy_file, copy_into_place, file_etag
+from autoinfer.storage.output_zip import make_zip
 
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 
@@ -211,6 +212,18 @@ class LocalStorage(Storage):
             etag=etag,
             modified=_modified(st),
         )
+
+    def write_zip(self, folder: Path, uri: str) -> int:
+        """The zip written where the object lies: a temp file beside it (hidden from listings
+        as an upload's is), fsynced, renamed into place; no copy made first in scratch."""
+        target = self.path_of(uri)
+        if uri.endswith("/") or target.is_dir():
+            raise StorageError(f"{uri}: is a folder; name the file to write")
+        make_zip(folder, target, durable=True, temp_prefix=TEMP_PREFIX, write_error=StorageError)
+        try:
+            return target.stat().st_size
+        except OSError as error:
+            raise StorageError(f"{uri}: {_reason(error)}") from None
 
 
 class LocalStore(LocalStorage):

@@ -10,7 +10,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from autoinfer.errors import ArchiveError
+from autoinfer.errors import ArchiveError, StorageError
 
 #: Bytes copied at a time (into a zip here, out of one in `archives`).
 CHUNK_SIZE = 1024 * 1024
@@ -18,25 +18,33 @@ CHUNK_SIZE = 1024 * 1024
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-def make_zip(folder: Path, zip_path: Path) -> Path:
+def make_zip(
+    folder: Path,
+    zip_path: Path,
+    *,
+    durable: bool = False,
+    temp_prefix: str = ".autoinfer-zip-",
+    write_error: type[StorageError] = ArchiveError,
+) -> Path:
     """Zip every file below `folder` (relative paths, sorted, deflated) into `zip_path`.
 
     Entries carry a fixed timestamp and mode, so the same files give the same bytes and a
-    re-upload is idempotent. Written to a temp file and renamed, never half-written. Links
-    to files inside `folder` are stored as those files; any other link is an ArchiveError.
+    re-upload is idempotent. Written to a temp file (named `temp_prefix`...) and renamed, never
+    half-written; `durable` fsyncs it before the rename, so a crash leaves the old file or the
+    new one. Links to files inside `folder` are stored as those files; any other link is an
+    ArchiveError. A file that cannot be written (or read) is a `write_error`.
     """
     if not folder.is_dir():
         raise ArchiveError(f"{folder}: no such folder to zip")
     files = _output_files(folder, exclude=zip_path)
     try:
         zip_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=zip_path.parent, prefix=".autoinfer-zip-")
+        fd, tmp_name = tempfile.mkstemp(dir=zip_path.parent, prefix=temp_prefix)
     except OSError as error:
-        raise ArchiveError(f"{zip_path}: cannot write: {error.strerror or error}") from None
-    os.close(fd)
+        raise write_error(f"{zip_path}: cannot write: {error.strerror or error}") from None
     tmp = Path(tmp_name)
     try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with open(fd, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as zf:
             for path, relative in files:
                 info = zipfile.ZipInfo(relative, date_time=FIXED_DATE_TIME)
                 info.compress_type = zipfile.ZIP_DEFLATED
@@ -47,10 +55,14 @@ def make_zip(folder: Path, zip_path: Path) -> Path:
                 with path.open("rb") as source, zf.open(info, "w", force_zip64=force_zip64) as out:
                     while chunk := source.read(CHUNK_SIZE):
                         out.write(chunk)
+            zf.close()  # the central directory, before the fsync
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, zip_path)
     except OSError as error:
-        raise ArchiveError(f"{zip_path}: cannot write: {error.strerror or error}") from None
+        raise write_error(f"{zip_path}: cannot write: {error.strerror or error}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return zip_path
