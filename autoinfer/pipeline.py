@@ -333,6 +333,7 @@ class EventPipeline:
             self.reject,
             self.resolve_secret,
             settle_s,
+            wanted=lambda event: any(t.matches(event) for t in self.triggers),
         )
         source, store = build_source(ctx, index, config, name)
         self._source_stores[name] = store

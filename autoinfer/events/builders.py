@@ -16,6 +16,7 @@ from autoinfer.errors import ConfigError
 if TYPE_CHECKING:
     from autoinfer.config import Config, SourceConfig
     from autoinfer.db import Database
+    from autoinfer.events.model import S3Event
     from autoinfer.events.source import Ingest, Source
     from autoinfer.events.sqs import Reject
     from autoinfer.events.webhook import WebhookSource
@@ -37,6 +38,8 @@ class SourceContext:
     settle_s: float | None = None
     #: Where the webhook sources built are listed: the HTTP API feeds them.
     webhooks: list[WebhookSource] = field(default_factory=list)
+    #: Whether some trigger matches an event (a watch source skips its own results otherwise).
+    wanted: Callable[[S3Event], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ def _watch(ctx: SourceContext, request: _Request) -> tuple[Source, str | None]:
         SourceCursor(ctx.db, request.name),
         rescan_s=config.rescan_s,
         settle_s=config.settle_s if ctx.settle_s is None else ctx.settle_s,
+        wanted=ctx.wanted,
     )
     return source, local.name
 

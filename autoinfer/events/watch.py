@@ -21,7 +21,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import watchfiles
@@ -38,6 +38,7 @@ from autoinfer.events.settling import Settling, is_partial, stamp_text
 from autoinfer.events.source import Ingest, Source
 from autoinfer.inbox import SeenObject, SourceCursor
 from autoinfer.storage.local import LocalStore
+from autoinfer.storage.local_files import OWN_WRITES
 
 log = logging.getLogger("autoinfer.events.watch")
 
@@ -62,8 +63,13 @@ class WatchSource(Source):
         *,
         rescan_s: float = 30.0,
         settle_s: float = 1.0,
+        wanted: Callable[[S3Event], bool] | None = None,
     ) -> None:
         self.name = name
+        # Whether a trigger matches an event: a result this service wrote itself (OWN_WRITES)
+        # is not reported when none does (its event could only be `ignored`), saving a hash,
+        # an inbox row and a cursor row per job; None: every object is reported.
+        self.wanted = wanted
         self.store = store
         self.root = store.root
         self.ingest = ingest
@@ -333,7 +339,7 @@ class WatchSource(Source):
         states: list[tuple[str, str, SeenObject]] = []
         for path, stamp in ready:
             place = self._place(path)
-            if place is None or self._reported_as(place, stamp):
+            if place is None or self._reported_as(place, stamp) or self._own(path, place, stamp):
                 continue
             event = self._event(path, place, stamp)
             if event is None:
@@ -354,6 +360,20 @@ class WatchSource(Source):
             self.cursor.remember(batch_states)
             for bucket, key, state in batch_states:
                 self._reported[(bucket, key)] = state
+
+    def _own(self, path: Path, place: tuple[str, str], stamp: tuple[int, int]) -> bool:
+        """A result this service wrote, wanted by no trigger: remembered (for this run) unreported."""
+        try:
+            if self.wanted is None or not OWN_WRITES.take(path.lstat()):
+                return False
+            unwanted = not self.wanted(
+                object_created(*place, size=stamp[0], etag=None, modified=None)
+            )
+        except (OSError, EventError):
+            return False
+        if unwanted:
+            self._reported[place] = SeenObject(None, stamp[0], stamp_text(stamp))
+        return unwanted
 
     def _event(self, path: Path, place: tuple[str, str], stamp: tuple[int, int]) -> S3Event | None:
         bucket, key = place

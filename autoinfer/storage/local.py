@@ -19,7 +19,13 @@ from urllib.parse import unquote
 from autoinfer.errors import StorageError
 from autoinfer.storage.base import ObjectInfo, Storage
 from autoinfer.storage.budget import ByteBudget
-from autoinfer.storage.local_files import TEMP_PREFIX, copy_file, copy_into_place, file_etag
+from autoinfer.storage.local_files import (
+    OWN_WRITES,
+    TEMP_PREFIX,
+    copy_file,
+    copy_into_place,
+    file_etag,
+)
 from autoinfer.storage.output_zip import make_zip
 
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -203,6 +209,7 @@ class LocalStorage(Storage):
         try:
             etag = copy_file(src, target, durable=True)
             st = target.stat()
+            OWN_WRITES.note(st)
         except OSError as error:
             raise StorageError(f"{uri}: {_reason(error)}") from None
         return ObjectInfo(
@@ -221,9 +228,11 @@ class LocalStorage(Storage):
             raise StorageError(f"{uri}: is a folder; name the file to write")
         make_zip(folder, target, durable=True, temp_prefix=TEMP_PREFIX, write_error=StorageError)
         try:
-            return target.stat().st_size
+            st = target.stat()
         except OSError as error:
             raise StorageError(f"{uri}: {_reason(error)}") from None
+        OWN_WRITES.note(st)
+        return st.st_size
 
 
 class LocalStore(LocalStorage):

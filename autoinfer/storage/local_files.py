@@ -46,6 +46,31 @@ class _EtagCache:
 _ETAGS = _EtagCache()
 
 
+class _OwnWrites:
+    """The files this process last wrote into a store (result uploads), by identity and
+    change stamps: a watch source over that store need not report them as new objects when
+    no trigger wants them (`autoinfer.events.watch`). Bounded; the oldest are forgotten."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._items: dict[tuple[int, ...], None] = {}
+        self._lock = threading.Lock()
+
+    def note(self, st: os.stat_result) -> None:
+        with self._lock:
+            if len(self._items) >= self._capacity:
+                self._items.pop(next(iter(self._items)))
+            self._items[_EtagCache._key(st)] = None
+
+    def take(self, st: os.stat_result) -> bool:
+        """Whether this process wrote the file as it is now (forgotten once asked)."""
+        with self._lock:
+            return self._items.pop(_EtagCache._key(st), False) is None
+
+
+OWN_WRITES = _OwnWrites()
+
+
 def file_etag(path: Path, st: os.stat_result | None = None) -> str:
     """Hex MD5 of the file's content (S3's ETag for a single-part upload), read streaming."""
     st = st or path.stat()
