@@ -4,9 +4,15 @@ EfficientNet-Lite was designed to be quantized (ReLU6, no squeeze-excite, no swi
 export (`zoo._efficientnet_lite0`) is quantized once with ONNX Runtime's quantization tool
 (QDQ format, weights int8 per output channel, activations uint8), calibrated on images the
 project makes itself: scikit-image's sample photos (shipped with it, no download) in random
-crops, flips, scales and exposures. The result is cached beside the fp32 export under a name
-that carries the fp32 weights' checksum and the recipe's version, and made atomically, so
-concurrent first loads cannot see half a file. Its own sha256 is the model's `weights_sha256`.
+crops, flips, scales and exposures. Plain post-training quantization agrees with fp32 on only
+~93 % of the bench's images, almost all of it from rounding the weights, so four things keep it
+close: the weights are rounded ahead of time with their biases corrected (`bias_correction`),
+activation ranges are running averages of each calibration batch's range rather than the
+extremes of all, the first convolution stays in float (it sees the image itself and its
+rounding costs most; 3 % of the model's work) and the logits stay float (as uint8, close ones
+would tie): 97.6 % agreement. The result is cached beside the fp32 export under a name that
+carries the fp32 weights' checksum and the recipe's version, and made atomically, so concurrent
+first loads cannot see half a file. Its own sha256 is the model's `weights_sha256`.
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ from typing import Any
 import numpy as np
 
 from autoinfer.errors import ModelError
+from autoinfer.predictors.bias_correction import correct_biases
 from autoinfer.predictors.images import Preprocessing, normalize
 
 #: Bump when the calibration set or the quantization settings change: a new cached file.
-RECIPE = "q1"
+RECIPE = "q2"
 CALIBRATION_IMAGES = 96
+INPUT = "input"  # the fp32 export's input name
 CALIBRATION_SEED = 17
 #: scikit-image's sample photos (and the stereo pair's left image): everyday scenes, a cat, a
 #: rocket, and the microscope, telescope and test-chart images whose activations differ most.
@@ -66,22 +74,31 @@ def quantize(fp32_path: Path, target: Path, prep: Preprocessing) -> None:
             f"efficientnet_lite0_int8: onnxruntime's quantization tool: {error}"
         ) from error
 
+    batches = list(calibration_batches(prep))
+
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._batches = calibration_batches(prep)
+            self._batches = iter(batches)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self._batches, None)
-            return None if batch is None else {"input": batch}
+            return None if batch is None else {INPUT: batch}
 
     stem = f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
     prepared = target.with_name(stem + ".pre.partial")
+    corrected = target.with_name(stem + ".corrected.partial")
     partial = target.with_name(stem + ".partial")
     try:
+        import onnx
+
         # Shape inference and graph folding first, as ONNX Runtime recommends.
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        model = onnx.load(str(prepared))
+        keep_float = first_layer(model)
+        rounded = correct_biases(model, batches, input_name=INPUT, keep_float=keep_float)
+        onnx.save(rounded, str(corrected))
         quantize_static(
-            str(prepared),
+            str(corrected),
             str(partial),
             Reader(),
             quant_format=QuantFormat.QDQ,
@@ -89,6 +106,12 @@ def quantize(fp32_path: Path, target: Path, prep: Preprocessing) -> None:
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=keep_float,
+            extra_options={
+                "CalibMovingAverage": True,
+                # The logits stay float: as uint8 the close ones would tie.
+                "OpTypesToExcludeOutputQuantization": output_op_types(model),
+            },
         )
         os.replace(partial, target)
     except ModelError:
@@ -96,8 +119,20 @@ def quantize(fp32_path: Path, target: Path, prep: Preprocessing) -> None:
     except Exception as error:
         raise ModelError(f"efficientnet_lite0_int8: quantization failed: {error}") from error
     finally:
-        prepared.unlink(missing_ok=True)
-        partial.unlink(missing_ok=True)
+        for path in (prepared, corrected, partial):
+            path.unlink(missing_ok=True)
+
+
+def first_layer(model: Any) -> list[str]:
+    """The first convolution, the one whose input is the image (left in float)."""
+    inputs = {tensor.name for tensor in model.graph.input}
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and n.input[0] in inputs][:1]
+
+
+def output_op_types(model: Any) -> list[str]:
+    """The op types of the nodes that make the model's outputs (the classifier)."""
+    outputs = {tensor.name for tensor in model.graph.output}
+    return sorted({n.op_type for n in model.graph.node if outputs & set(n.output)})
 
 
 def calibration_batches(prep: Preprocessing, batch_size: int = 16) -> Iterator[np.ndarray]:
