@@ -185,9 +185,12 @@ class ReportingJobs:
         progress: tuple[int, int] | None = None,
         result: JobResult | None = None,
         log_lines: Sequence[tuple[datetime, str, str]] = (),
+        passed: Sequence[tuple[Status, datetime]] = (),
     ) -> None:
         # What goes with the move travels as the calls the service applies, in this order.
         self.append_log(job_id, list(log_lines))
+        for earlier, _at in passed:
+            self.send("transition", Status(earlier), reason=None, owner=owner)
         if progress is not None:
             self.later("set_progress", *progress)
         if result is not None:

@@ -176,8 +176,11 @@ class JobService(JobQueue):
         progress: tuple[int, int] | None = None,
         result: JobResult | None = None,
         log_lines: Sequence[tuple[datetime, str, str]] = (),
+        passed: Sequence[tuple[Status, datetime]] = (),
     ) -> None:
         """Move a job to `status`, committed with its timestamp; refuse illegal moves.
+        `passed`: statuses it went through before, at those times, moved first in the same
+        transaction (a runner's brief steps: one commit instead of one each).
 
         With `owner`, the move only happens while that executor still holds the job's lease.
         What goes with the move — images done/total, the result, buffered log lines — commits
@@ -187,6 +190,8 @@ class JobService(JobQueue):
         """
         outcome = None if result is None else (result.output_location, result.model_info)
         with self.db.connection() as connection:
+            for earlier, at in passed:
+                move(connection, job_id, earlier, owner=owner, ended=self._ended, now=at)
             move(
                 connection,
                 job_id,

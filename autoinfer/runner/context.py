@@ -46,8 +46,10 @@ class JobReporter(Protocol):
         progress: tuple[int, int] | None = None,
         result: JobResult | None = None,
         log_lines: Sequence[LogLine] = (),
+        passed: Sequence[tuple[Status, datetime]] = (),
     ) -> None:
-        """Move the job to `status`, with what goes with the move (log lines, progress, result)."""
+        """Move the job to `status`, with what goes with the move (log lines, progress, result),
+        after the statuses it `passed` through since the last move (at their times)."""
         ...
 
     def fail_or_retry(

@@ -14,6 +14,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from autoinfer.db import utcnow
 from autoinfer.errors import (
     ArchiveError,
     AutoInferError,
@@ -67,6 +68,9 @@ class Runner:
         self._timer: threading.Timer | None = None
         self._last_stderr = ""  # the last non-blank stderr line, quoted in a failure reason
         self._progress: tuple[int, int] | None = None  # stored with the next status change
+        # Statuses entered for a brief local step (`_move(brief=True)`), with their times:
+        # committed with the next status change, in its transaction.
+        self._passed: list[tuple[Status, datetime]] = []
         # The GPUs the executor gave this job (None: it does no GPU accounting); the job's
         # environment and sandbox (`GpuGrant.device_paths`) show it only these.
         self.gpus: GpuGrant | None = None
@@ -83,7 +87,7 @@ class Runner:
         try:
             self.log.system(f"attempt {self.job.attempt} started on {self.owner}")
             self._check_sandbox()
-            self._move(Status.WAITING_DOWNLOAD)
+            self._move(Status.WAITING_DOWNLOAD, brief=self._local_stage_in())
             self._prepare_folders()
             self._stage_in()
             self._prepare_environment()
@@ -91,7 +95,7 @@ class Runner:
             self._move(Status.RUNNING)
             model_info = self._run_model()
             self._check_cancelled()
-            self._move(Status.UPLOADING)
+            self._move(Status.UPLOADING, brief=self._local_stage_out())
             location = self._stage_out()
             self.log.system(f"results uploaded to {location}")
             return self._end(Status.FINISHED, None, JobResult(location, model_info))
@@ -126,6 +130,7 @@ class Runner:
             return self._end(Status.FAILED, reason)
         if kind == "shutdown":
             self.log.system(f"handed back: {reason}")
+            self._commit_passed()
             self.log.flush()
             return "new"  # the executor releases the job for the next start
         return self._end(Status.STOPPED, reason)
@@ -150,6 +155,7 @@ class Runner:
                 self.items.settle()
             if not retry:  # before the flush, so that it is stored with the rest
                 self.log.system("not retried: a new attempt would meet the same input")
+            self._commit_passed()
             self.log.flush()
             if self._progress is not None:
                 self.reporter.set_progress(self.job.id, *self._progress)
@@ -165,10 +171,39 @@ class Runner:
             discard(self.ctx.scratch_root, self.job.id)  # no attempt will resume it now
         return status.value
 
-    def _move(self, status: Status) -> None:
+    def _move(self, status: Status, *, brief: bool = False) -> None:
+        """Enter `status`, committed now; `brief`: a step of milliseconds (local files), whose
+        status is committed with the next one, at its own time (one transaction for both)."""
         self._check_cancelled()
-        self._commit_move(status)
+        if brief:
+            self._passed.append((status, utcnow()))
+        else:
+            self._commit_move(status)
         self.log.system(f"status: {status.value}")
+
+    def _commit_passed(self) -> None:
+        """Commit the brief statuses not committed yet (before a failure or a hand-back)."""
+        if self._passed:
+            *earlier, (last, _at) = self._passed
+            self.reporter.transition(self.job.id, last, owner=self.owner, passed=earlier)
+            self._passed = []
+
+    def _local_stage_in(self) -> bool:
+        """A pool job whose input is a local file (extracted where it lies): stage-in is brief."""
+        uri = self.spec.data.input_uri
+        try:
+            storage = self.ctx.storage.for_uri(uri)
+            return runs_in_predictor_pool(self.job.spec) and storage.local_path(uri) is not None
+        except AutoInferError:  # stage-in says why
+            return False
+
+    def _local_stage_out(self) -> bool:
+        """A pool job whose output goes to local files: the upload is brief."""
+        try:
+            storage = self.ctx.storage.for_uri(self.spec.data.output_uri)
+        except AutoInferError:  # stage-out says why
+            return False
+        return runs_in_predictor_pool(self.job.spec) and storage.local
 
     def _commit_move(
         self, status: Status, *, reason: str | None = None, result: JobResult | None = None
@@ -176,6 +211,7 @@ class Runner:
         """The status change, committed with what waits to be stored: the log lines written
         since the last write, the final images done/total, the result."""
         progress, self._progress = self._progress, None
+        passed = self._passed
 
         def write(lines: list[tuple[datetime, str, str]]) -> None:
             self.reporter.transition(
@@ -186,9 +222,11 @@ class Runner:
                 progress=progress,
                 result=result,
                 log_lines=lines,
+                passed=passed,
             )
 
         self.log.flush_with(write)
+        self._passed = []
 
     def _on_timeout(self) -> None:
         self.cancellation.cancel("timeout", f"timed out after {self.spec.timeout_s} s (timeout_s)")

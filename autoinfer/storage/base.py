@@ -37,6 +37,8 @@ class Storage(ABC):
     #: Whether `upload_with_progress` reports bytes as they are sent (a remote store; a
     #: local copy has nothing to wait for).
     reports_progress: bool = False
+    #: Whether objects are files of this machine (reading and writing them takes milliseconds).
+    local: bool = False
 
     @abstractmethod
     def stat(self, uri: str) -> ObjectInfo:

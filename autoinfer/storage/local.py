@@ -75,6 +75,7 @@ class LocalStorage(Storage):
 
     schemes = ("", "file")
     writable = True
+    local = True
 
     def __init__(self, base_dir: Path | None = None) -> None:
         self.base_dir = base_dir
