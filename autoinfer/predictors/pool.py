@@ -14,6 +14,11 @@ on every core in parallel instead of contending for this process's GIL with the 
 a decoder crash on a hostile file takes down a worker, not the service. Workers start on demand
 (one at a time, up to `workers` per model), stop after `idle_s` without work, and a worker that
 dies fails only the jobs whose images it held; the next one is started in its place.
+
+A model has a worker group per device (`Placement`): the CPU group, and the CUDA group that jobs
+asking for a GPU use (`classify(device="cuda")`; `predictors.device: cuda` makes it every job's).
+The CUDA group has one worker process on GPU `cuda_device` that decodes on `decode_threads`
+threads and is sent the next batch while it runs one, so the GPU is not left waiting for decode.
 """
 
 from __future__ import annotations
@@ -26,10 +31,10 @@ from typing import Any, Self
 
 from autoinfer.errors import JobStopped, ModelError
 from autoinfer.gallery import MAX_ITEMS, Thumbnails
-from autoinfer.predictors.devices import select_providers
+from autoinfer.predictors.devices import cuda_environment, select_providers
 from autoinfer.predictors.limits import DEFAULT_MAX_PIXELS, DEFAULT_WORKER_MEMORY_MB
 from autoinfer.predictors.prediction_writer import OnItems, PredictionWriter, Progress
-from autoinfer.predictors.worker_group import ModelWorkers, QueuedImage, QueuedJob
+from autoinfer.predictors.worker_group import ModelWorkers, Placement, QueuedImage, QueuedJob
 from autoinfer.predictors.zoo import ModelRef, resolve_source
 
 log = logging.getLogger("autoinfer.predictors")
@@ -58,6 +63,8 @@ class PredictorPool:
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         worker_memory_mb: int | None = DEFAULT_WORKER_MEMORY_MB,
         device: str = "cpu",
+        cuda_device: int = 0,
+        decode_threads: int | None = None,
     ) -> None:
         if workers < 1 or batch_size < 1:
             raise ValueError("workers and batch_size must be at least 1")
@@ -72,9 +79,15 @@ class PredictorPool:
         # ONNX Runtime threads per worker process; by default the cores shared out.
         self.threads_per_worker = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
         # ONNX Runtime's execution providers for `device`; a GPU asked for but absent: one line.
+        self.device = device
         self.providers, self.device_note = select_providers(device)
         if self.device_note is not None:
             log.warning("%s", self.device_note)
+        # The CUDA group: the GPU its worker sees, and its decode threads (default: one per
+        # core, at least 2 so that the next batch decodes while the GPU runs one, at most 16).
+        self.cuda_device = cuda_device
+        self.decode_threads = decode_threads or max(2, min(16, os.cpu_count() or 1))
+        self._placements: dict[str, Placement] = {}
         self._lock = threading.Lock()
         self._models: dict[tuple[Any, ...], ModelWorkers] = {}
         self._closed = False
@@ -90,6 +103,7 @@ class PredictorPool:
         cancelled: threading.Event | None = None,
         thumbnails: Thumbnails | None = None,
         on_items: OnItems | None = None,
+        device: str | None = None,
     ) -> dict[str, Any]:
         """Classify every image below `data_dir` into `output_dir`; return the manifest.
 
@@ -99,11 +113,14 @@ class PredictorPool:
         `thumbnails` gets the gallery's thumbnails of the first images (`gallery.MAX_ITEMS`),
         made by the workers from the images they decode, from the worker threads;
         `on_items(records)` gets each batch of prediction records as written, from this thread.
+        `device` ("cpu" or "cuda"; None: the pool's) picks the model's worker group; "cuda"
+        where there is no usable GPU runs on the CPU group (the caller decides whether a job
+        may: `devices.job_device`).
         """
         ref = resolve_source(model_source, labels_uri)
         writer = PredictionWriter(data_dir, output_dir, progress=progress, on_items=on_items)
         job = QueuedJob(images=writer.images, files=writer.files, thumbnails=thumbnails)
-        model = self._model(model_source, labels_uri, _fingerprint(ref))
+        model = self._model(model_source, labels_uri, _fingerprint(ref), self.placement(device))
         try:
             model.wait_ready(lambda: self._check(cancelled, job, writer.data_dir))
             self._run(job, model, writer, cancelled)
@@ -162,7 +179,8 @@ class PredictorPool:
         """Queue the job's images for the workers, a window at a time, and write results as
         they come."""
         total = writer.total
-        window = self.batch_size * (self.workers + 1)
+        placement = model.placement
+        window = self.batch_size * (placement.workers * placement.in_flight + 1)
         submitted = 0
         while writer.done < total:
             self._check(cancelled, job, writer.data_dir)
@@ -202,14 +220,39 @@ class PredictorPool:
         if self._closed:
             raise ModelError(f"{data_dir}: the predictor pool was closed")
 
-    def _model(self, source: str, labels_uri: str | None, fingerprint: tuple) -> ModelWorkers:
-        """The model's group of workers; a replaced ONNX or labels file gets a new group."""
+    def placement(self, device: str | None = None) -> Placement:
+        """Where `device`'s worker groups run ("cuda" without a usable GPU: the CPU's)."""
+        wanted = device or self.device
+        with self._lock:
+            if wanted not in self._placements:
+                self._placements[wanted] = self._place(wanted)
+            return self._placements[wanted]
+
+    def _place(self, device: str) -> Placement:
+        providers = self.providers if device == self.device else select_providers(device)[0]
+        if providers[0] != "CUDAExecutionProvider":
+            return Placement("cpu", tuple(providers), self.workers, self.threads_per_worker)
+        return Placement(
+            "cuda",
+            tuple(providers),
+            workers=1,  # one GPU: one process, fed by its decode threads
+            ort_threads=1,  # the cores are the decode threads'
+            decode_threads=self.decode_threads,
+            in_flight=2,
+            environment=tuple(cuda_environment(self.cuda_device).items()),
+        )
+
+    def _model(
+        self, source: str, labels_uri: str | None, fingerprint: tuple, placement: Placement
+    ) -> ModelWorkers:
+        """The model's group of workers on `placement`'s device; a replaced ONNX or labels file
+        gets a new group."""
         with self._lock:
             if self._closed:
                 raise ModelError(f"{source}: the predictor pool is closed")
-            key = (source, labels_uri, fingerprint)
+            key = (source, labels_uri, fingerprint, placement.device)
             if key not in self._models:
-                self._models[key] = ModelWorkers(self, source, labels_uri)
+                self._models[key] = ModelWorkers(self, source, labels_uri, placement)
             return self._models[key]
 
 

@@ -5,26 +5,27 @@ The protocol on the pipe between them is small: the process sends ("ready", info
 or ("error", reason) once; then for each batch of image paths it gets, ("ok", [(record,
 thumbnail), ...]) with a record per image ({"classes": top-5} or {"error": why it could not be
 decoded}) and the JPEG bytes of its gallery thumbnail when one was asked for, or ("error",
-reason) when the model itself failed. None or a closed pipe ends it. A pipe that closes while a
-batch is out means the process died with that batch.
+reason) when the model itself failed, answered in the order sent. None or a closed pipe ends
+it. A pipe that closes while a batch is out means the process died with that batch. A CUDA
+worker is sent its next batch while it runs one (two in flight), so that it decodes the next on
+its threads meanwhile (`decode_stage`); a CPU worker gets one at a time.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import threading
+from collections import deque
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from PIL import Image
-
 from autoinfer.errors import AutoInferError, ModelError
-from autoinfer.gallery import encode_thumbnail
-from autoinfer.predictors.images import Preprocessing, UnreadableImage, decode_image
+from autoinfer.predictors.decode_stage import DecodeStage, run_model, serve_pipelined
+from autoinfer.predictors.images import Preprocessing
 from autoinfer.predictors.limits import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_WORKER_MEMORY_MB,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 
 class Worker:
-    """One worker process and the thread in this process that feeds it, one batch at a time."""
+    """One worker process and the thread in this process that feeds it batches."""
 
     def __init__(self, model: ModelWorkers) -> None:
         self.model = model
@@ -50,7 +51,7 @@ class Worker:
     def _run(self) -> None:
         model, pool = self.model, self.model.pool
         try:
-            info, prep = self._spawn(pool.cache_dir, pool.threads_per_worker)
+            info, prep = self._spawn(pool.cache_dir)
         except Exception as error:  # noqa: BLE001 - any start failure must reach the jobs
             self._kill()
             if not isinstance(error, ModelError):
@@ -58,17 +59,31 @@ class Worker:
             model.failed_to_start(self, error)
             return
         model.ready(self, info, prep)
+        # Batches sent and not answered yet, oldest first: a pipelined (CUDA) worker gets the
+        # next batch while it runs one (`placement.in_flight`), a CPU worker one at a time.
+        pending: deque[list[QueuedImage]] = deque()
         crashed = False
         try:
             while True:
-                batch = model.take_batch(self)
-                if batch is None:
-                    break
-                if not self.process.is_alive():  # died while idle: the batch never left
-                    model.requeue(batch)
-                    crashed = True
-                    break
-                if not self._classify(batch):
+                if not pending:
+                    batch = model.take_batch(self)
+                    if batch is None:
+                        break
+                    if not self.process.is_alive():  # died while idle: the batch never left
+                        model.requeue(batch)
+                        crashed = True
+                        break
+                    if not self._send(batch, pending):
+                        crashed = True
+                        break
+                while len(pending) < model.placement.in_flight:
+                    more = model.take_ready()
+                    if more is None:
+                        break
+                    if not self._send(more, pending):
+                        crashed = True
+                        break
+                if crashed or not self._receive(pending):
                     crashed = True
                     break
         finally:
@@ -77,19 +92,21 @@ class Worker:
             self._kill()
             model.gone(self, crashed)
 
-    def _spawn(self, cache_dir: Path, threads: int) -> tuple[dict[str, Any], Preprocessing]:
+    def _spawn(self, cache_dir: Path) -> tuple[dict[str, Any], Preprocessing]:
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe(duplex=True)
-        pool = self.model.pool
+        pool, placement = self.model.pool, self.model.placement
         limits = (pool.max_image_pixels, pool.worker_memory_mb)
         args = (
             theirs,
             self.model.source,
             self.model.labels_uri,
             str(cache_dir),
-            threads,
+            placement.ort_threads,
             *limits,
-            pool.providers,
+            list(placement.providers),
+            placement.decode_threads,
+            dict(placement.environment),
         )
         self.process = context.Process(
             target=serve, args=args, name="autoinfer-predictor", daemon=True
@@ -109,29 +126,30 @@ class Worker:
             raise ModelError(message[1])
         return message[1], message[2]
 
-    def _classify(self, batch: list[QueuedImage]) -> bool:
-        """Run one batch and hand the results to its jobs; False when the worker died."""
+    def _send(self, batch: list[QueuedImage], pending: deque[list[QueuedImage]]) -> bool:
+        """Send one batch to the process; False (its jobs and those of `pending` failed) when
+        the worker is lost."""
         assert self.conn is not None
         self.busy = True
+        pending.append(batch)
         try:
-            paths = [str(item.path) for item in batch]
-            self.conn.send((paths, [item.thumbnail for item in batch]))
+            self.conn.send(([str(item.path) for item in batch], [i.thumbnail for i in batch]))
+        except Exception as failure:  # noqa: BLE001 - a lost batch must fail its jobs
+            self._lost(failure, pending)
+            return False
+        return True
+
+    def _receive(self, pending: deque[list[QueuedImage]]) -> bool:
+        """Wait for the oldest batch's results and hand them to its jobs; False when the worker
+        died (the jobs of every batch it held are failed)."""
+        assert self.conn is not None
+        try:
             status, payload = self.conn.recv()
         except Exception as failure:  # noqa: BLE001 - a lost batch must fail its jobs
-            if isinstance(failure, (EOFError, OSError)):
-                self.process.join(1)
-                reason = f"died (exit code {self.process.exitcode})"
-            else:  # the conversation is out of step: treat the worker as lost
-                reason = f"failed ({type(failure).__name__}: {failure})"
-            error = ModelError(
-                f"{self.model.source}: worker process {self.process.pid} {reason} "
-                f"while classifying {len(batch)} images"
-            )
-            for item in batch:
-                item.job.fail(error)
+            self._lost(failure, pending)
             return False
-        finally:
-            self.busy = False
+        batch = pending.popleft()
+        self.busy = bool(pending)
         if status == "ok":
             for item, (record, thumbnail) in zip(batch, payload, strict=True):
                 if thumbnail is not None and item.job.thumbnails is not None:
@@ -143,6 +161,22 @@ class Worker:
             for item in batch:
                 item.job.fail(error)
         return True
+
+    def _lost(self, failure: Exception, pending: deque[list[QueuedImage]]) -> None:
+        if isinstance(failure, (EOFError, OSError)):
+            self.process.join(1)
+            reason = f"died (exit code {self.process.exitcode})"
+        else:  # the conversation is out of step: treat the worker as lost
+            reason = f"failed ({type(failure).__name__}: {failure})"
+        held = [item for batch in pending for item in batch]
+        pending.clear()
+        self.busy = False
+        error = ModelError(
+            f"{self.model.source}: worker process {self.process.pid} {reason} "
+            f"while classifying {len(held)} images"
+        )
+        for item in held:
+            item.job.fail(error)
 
     def stop(self) -> None:
         """Ask the process to exit (the thread sees `closing`) and wait for the thread."""
@@ -176,15 +210,20 @@ def serve(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     memory_mb: int | None = DEFAULT_WORKER_MEMORY_MB,
     providers: list[str] | None = None,
+    decode_threads: int = 1,
+    environment: dict[str, str] | None = None,
 ) -> None:
-    """A worker process: load the model once (on ONNX Runtime's `providers`, default CPU),
-    then answer batches until told to stop.
+    """A worker process: load the model once (on ONNX Runtime's `providers`, default CPU, with
+    `environment` set first: a CUDA worker's CUDA_VISIBLE_DEVICES), then answer batches until
+    told to stop. With `decode_threads` > 1 it decodes on that many threads and takes the next
+    batch while the model runs this one (`decode_stage.serve_pipelined`).
 
     Protocol on `conn`: it sends ("ready", info, preprocessing) or ("error", reason) first; then
     for each batch (paths, wants_thumbnail flags) received, ("ok", [(record, thumbnail jpeg or
     None) per image]) or ("error", reason); None or a closed pipe ends it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    os.environ.update(environment or {})  # before ONNX Runtime initialises CUDA
     from autoinfer.predictors.zoo import load_classifier
 
     try:
@@ -201,6 +240,13 @@ def serve(
     # down with it.
     limit_worker(max_pixels, memory_mb)
     conn.send(("ready", classifier.info, classifier.preprocessing))
+    if decode_threads > 1:
+        stage = DecodeStage(classifier.preprocessing, decode_threads, max_pixels=max_pixels)
+        try:
+            serve_pipelined(conn, classifier, stage)
+        finally:
+            stage.close()
+        return
     while True:
         try:
             batch = conn.recv()
@@ -223,32 +269,5 @@ def classify_files(
 ) -> list[tuple[dict[str, Any], bytes | None]]:
     """Decode the files, run the decodable ones through the model as one batch; per file its
     prediction record and, where asked for, its gallery thumbnail (JPEG bytes)."""
-    prep = classifier.preprocessing
-    records: list[dict[str, Any]] = [{} for _ in paths]
-    jpegs: list[bytes | None] = [None] * len(paths)
-    crops, decoded = [], []
-    for index, (path, wants_thumbnail) in enumerate(zip(paths, thumbnails, strict=True)):
-        resized: list[Image.Image] = []
-        try:
-            crops.append(
-                decode_image(
-                    Path(path),
-                    prep.size,
-                    prep.resize,
-                    on_resized=resized.append if wants_thumbnail else None,
-                    max_pixels=max_pixels,
-                )
-            )
-        except UnreadableImage as error:
-            records[index] = {"error": error.reason}
-            continue
-        except Exception as error:  # noqa: BLE001 - a decoder's failure is the file's, not the batch's
-            records[index] = {"error": f"cannot decode: {type(error).__name__}: {error}"}
-            continue
-        decoded.append(index)
-        if resized:
-            jpegs[index] = encode_thumbnail(resized[0])
-    if crops:
-        for index, row in zip(decoded, classifier.predict_crops(np.stack(crops)), strict=True):
-            records[index] = {"classes": classifier.top5(row)}
-    return list(zip(records, jpegs, strict=True))
+    stage = DecodeStage(classifier.preprocessing, max_pixels=max_pixels)
+    return run_model(classifier, stage.decode(paths, thumbnails))

@@ -58,6 +58,21 @@ class QueuedJob:
         self.closed = True
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a model's worker group runs and how its workers are fed (`PredictorPool.placement`):
+    the CPU group has up to `workers` processes that decode their batch and then run it; the CUDA
+    group one process that decodes on `decode_threads` threads and holds two batches."""
+
+    device: str  # "cpu" | "cuda"
+    providers: tuple[str, ...]  # ONNX Runtime's execution providers, in order of preference
+    workers: int  # worker processes at most
+    ort_threads: int  # ONNX Runtime's intra-op threads per process
+    decode_threads: int = 1  # > 1: decode on that many threads, the next batch meanwhile
+    in_flight: int = 1  # batches a worker holds at once
+    environment: tuple[tuple[str, str], ...] = ()  # set in the process before the model loads
+
+
 @dataclass(eq=False)
 class QueuedImage:
     """One image of a job, queued for a worker."""
@@ -70,12 +85,15 @@ class QueuedImage:
 
 
 class ModelWorkers:
-    """One model source: its queue of images and its worker processes."""
+    """One model source on one device: its queue of images and its worker processes."""
 
-    def __init__(self, pool: PredictorPool, source: str, labels_uri: str | None) -> None:
+    def __init__(
+        self, pool: PredictorPool, source: str, labels_uri: str | None, placement: Placement
+    ) -> None:
         self.pool = pool
         self.source = source
         self.labels_uri = labels_uri
+        self.placement = placement
         self.cond = threading.Condition()
         self.queue: deque[QueuedImage] = deque()
         self.workers: list[Worker] = []
@@ -109,7 +127,8 @@ class ModelWorkers:
             self.queue.extend(items)
             live = len(self.workers)
             starting = any(worker.starting for worker in self.workers)
-            if not (self.waiting or starting or self.closing) and live < self.pool.workers:
+            busy = not (self.waiting or starting or self.closing)
+            if busy and live < self.placement.workers:
                 self._start_worker()
             self.cond.notify_all()
 
@@ -141,6 +160,22 @@ class ModelWorkers:
                 return None
             finally:
                 self.waiting -= 1
+
+    def take_ready(self) -> list[QueuedImage] | None:
+        """A batch that `take_batch` would return now (full, or its oldest image waited
+        `max_wait_ms`), without waiting; None when there is none (or when closing)."""
+        pool = self.pool
+        with self.cond:
+            if self.closing:
+                return None
+            self._drop_closed()
+            if not self.queue:
+                return None
+            full = len(self.queue) >= pool.batch_size
+            if not full and time.monotonic() - self.queue[0].queued < pool.max_wait_s:
+                return None
+            count = min(pool.batch_size, len(self.queue))
+            return [self.queue.popleft() for _ in range(count)]
 
     def requeue(self, items: list[QueuedImage]) -> None:
         with self.cond:
