@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
-from autoinfer.jobs.items import ItemRecord, item_from_prediction
+from autoinfer.jobs.items import ItemBatch, ItemRecord, item_from_prediction
 
 ITEMS_FILE = "items.json"
 ERRORS_FILE = "errors.json"
@@ -87,11 +87,28 @@ class AttemptItems:
         except Exception as error:  # noqa: BLE001 - the job's failure must still be stored
             self._log(f"item results not stored: {type(error).__name__}: {error}")
 
-    def finish(self, output_dir: Path) -> None:
-        """Write what is left, and `errors.json` into the output if any item failed."""
-        self.flush()
+    def finish(self, output_dir: Path, *, store: bool = True) -> None:
+        """Write what is left (`store=False`: keep it for `pending`, to be stored with the
+        job's next status change), and `errors.json` into the output if any item failed."""
+        if store:
+            self.flush()
         if self._errors:
             write_errors_file(output_dir, self._errors)
+
+    def pending(self) -> ItemBatch | None:
+        """What waits to be stored, to go into the transaction of a status change (then
+        `stored`); None: nothing, or no sink."""
+        with self._lock:
+            if self._sink is None or not (self._buffer or self._replace):
+                return None
+            return self._replace, list(self._buffer)
+
+    def stored(self, batch: ItemBatch | None) -> None:
+        """`pending`'s `batch` was committed."""
+        if batch is not None:
+            with self._lock:
+                del self._buffer[: len(batch[1])]
+                self._replace = self._replace and not batch[0]
 
     # --- worker commands ----------------------------------------------------------------
 

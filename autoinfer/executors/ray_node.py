@@ -41,6 +41,7 @@ from autoinfer.executors.ray_placement import (  # noqa: F401 - re-exported
     task_options,
 )
 from autoinfer.gallery import Gallery, Thumbnails
+from autoinfer.jobs.items import ItemBatch
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import JobResult
 from autoinfer.jobs.spec import Status
@@ -186,6 +187,7 @@ class ReportingJobs:
         result: JobResult | None = None,
         log_lines: Sequence[tuple[datetime, str, str]] = (),
         passed: Sequence[tuple[Status, datetime]] = (),
+        items: ItemBatch | None = None,  # none here: a node's RunnerContext has no item sink
     ) -> None:
         # What goes with the move travels as the calls the service applies, in this order.
         self.append_log(job_id, list(log_lines))

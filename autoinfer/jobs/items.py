@@ -70,6 +70,24 @@ class ItemPage(BaseModel):
     total: int
 
 
+#: Item results waiting to be stored with a job's status change: (whether they replace the
+#: earlier attempts' items, the items).
+ItemBatch = tuple[bool, Sequence["ItemRecord"]]
+
+
+def write_items(
+    connection: Connection, job_id: str, items: Sequence[ItemRecord], *, replace: bool
+) -> None:
+    """Add `items` to the job's results in `connection`'s transaction; `replace`: its earlier
+    results go first."""
+    if replace:
+        connection.execute(delete(ItemRow).where(ItemRow.job_id == job_id))
+    if items:
+        connection.execute(
+            insert(ItemRow), [{"job_id": job_id, **item.model_dump()} for item in items]
+        )
+
+
 def item_from_prediction(prediction: Mapping[str, Any]) -> ItemRecord:
     """A prediction record (`{"file", "classes"}` or `{"file", "error"}`) as an item."""
     if "error" in prediction:
@@ -103,15 +121,9 @@ class JobItems:
         `replace`: the job's earlier results go first, in the first chunk's transaction (a new
         attempt's first write: one transaction where `clear` and `record` take two)."""
         for start in range(0, max(len(items), 1 if replace else 0), WRITE_CHUNK):
-            rows = [
-                {"job_id": job_id, **item.model_dump()}
-                for item in items[start : start + WRITE_CHUNK]
-            ]
+            rows = items[start : start + WRITE_CHUNK]
             with self.db.connection() as connection:
-                if replace and start == 0:
-                    connection.execute(delete(ItemRow).where(ItemRow.job_id == job_id))
-                if rows:
-                    connection.execute(insert(ItemRow), rows)
+                write_items(connection, job_id, rows, replace=replace and start == 0)
 
     def clear(self, job_id: str) -> None:
         """Forget the job's results (a new attempt records them again)."""

@@ -21,7 +21,7 @@ from sqlalchemy.orm import selectinload
 
 from autoinfer.db import utcnow
 from autoinfer.errors import Conflict
-from autoinfer.jobs.items import item_counts
+from autoinfer.jobs.items import ItemBatch, item_counts, write_items
 from autoinfer.jobs.moves import TerminalHook, log_rows, move, move_row, requeue, to_record
 from autoinfer.jobs.queue import LIVE_CLAIMED, JobQueue
 from autoinfer.jobs.records import JobRecord, LogLine
@@ -177,10 +177,12 @@ class JobService(JobQueue):
         result: JobResult | None = None,
         log_lines: Sequence[tuple[datetime, str, str]] = (),
         passed: Sequence[tuple[Status, datetime]] = (),
+        items: ItemBatch | None = None,
     ) -> None:
         """Move a job to `status`, committed with its timestamp; refuse illegal moves.
         `passed`: statuses it went through before, at those times, moved first in the same
-        transaction (a runner's brief steps: one commit instead of one each).
+        transaction (a runner's brief steps: one commit instead of one each); `items`: item
+        results stored before the moves, in it too (a job's end then counts them).
 
         With `owner`, the move only happens while that executor still holds the job's lease.
         What goes with the move — images done/total, the result, buffered log lines — commits
@@ -190,6 +192,8 @@ class JobService(JobQueue):
         """
         outcome = None if result is None else (result.output_location, result.model_info)
         with self.db.connection() as connection:
+            if items is not None:
+                write_items(connection, job_id, items[1], replace=items[0])
             for earlier, at in passed:
                 move(connection, job_id, earlier, owner=owner, ended=self._ended, now=at)
             move(

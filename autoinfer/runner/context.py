@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from autoinfer.gallery import Gallery
 from autoinfer.item_results import ItemSink
+from autoinfer.jobs.items import ItemBatch
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import JobResult
 from autoinfer.jobs.spec import Status
@@ -47,9 +48,11 @@ class JobReporter(Protocol):
         result: JobResult | None = None,
         log_lines: Sequence[LogLine] = (),
         passed: Sequence[tuple[Status, datetime]] = (),
+        items: ItemBatch | None = None,
     ) -> None:
-        """Move the job to `status`, with what goes with the move (log lines, progress, result),
-        after the statuses it `passed` through since the last move (at their times)."""
+        """Move the job to `status`, with what goes with the move (log lines, progress, result,
+        item results), after the statuses it `passed` through since the last move (at their
+        times)."""
         ...
 
     def fail_or_retry(

@@ -74,6 +74,9 @@ class Runner:
         # The GPUs the executor gave this job (None: it does no GPU accounting); the job's
         # environment and sandbox (`GpuGrant.device_paths`) show it only these.
         self.gpus: GpuGrant | None = None
+        # Where a built-in model job's images run ("cpu" or "cuda", from its gpu_count: see
+        # `predictors.devices.job_device`); None: the pool's `predictors.device`.
+        self.device: str | None = None
         # The job's Python environment, once prepared (autoinfer.environments).
         self.environment: JobEnvironment | None = None
 
@@ -209,9 +212,9 @@ class Runner:
         self, status: Status, *, reason: str | None = None, result: JobResult | None = None
     ) -> None:
         """The status change, committed with what waits to be stored: the log lines written
-        since the last write, the final images done/total, the result."""
+        since the last write, the final images done/total, the item results, the result."""
         progress, self._progress = self._progress, None
-        passed = self._passed
+        passed, items = self._passed, self.items.pending()
 
         def write(lines: list[tuple[datetime, str, str]]) -> None:
             self.reporter.transition(
@@ -223,10 +226,12 @@ class Runner:
                 result=result,
                 log_lines=lines,
                 passed=passed,
+                items=items,
             )
 
         self.log.flush_with(write)
         self._passed = []
+        self.items.stored(items)
 
     def _on_timeout(self) -> None:
         self.cancellation.cancel("timeout", f"timed out after {self.spec.timeout_s} s (timeout_s)")
@@ -296,8 +301,10 @@ class Runner:
             cancelled=self.cancellation.event,
             on_items=self.items.add_predictions,
             **({"thumbnails": thumbnails} if thumbnails is not None else {}),
+            **({"device": self.device} if self.device is not None else {}),
         )
-        self.items.finish(self.output_dir)  # the last results, errors.json if any failed
+        # errors.json if any failed; the last results go with the next status change.
+        self.items.finish(self.output_dir, store=False)
         images, errors = manifest.get("images", 0), manifest.get("errors", 0)
         self.log.system(f"classified {images} image(s), {errors} could not be decoded")
         if gallery is not None and thumbnails is not None:

@@ -5,6 +5,7 @@ remote store, still commits each status as it enters it."""
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from autoinfer.db import Database, utcnow
 from autoinfer.errors import Conflict
+from autoinfer.jobs.items import ItemRecord, JobItems
 from autoinfer.jobs.service import JobService
 from autoinfer.jobs.spec import Status, parse_spec
 from autoinfer.predictors import PredictorPool
@@ -29,6 +31,7 @@ class CountingJobService(JobService):
     def __init__(self, db: Database) -> None:
         super().__init__(db)
         self.commits: list[tuple[str, list[str]]] = []
+        self.items_with: dict[str, int] = {}  # status → item results committed with it
 
     def transition(
         self,
@@ -40,6 +43,8 @@ class CountingJobService(JobService):
     ) -> None:
         super().transition(job_id, status, passed=passed, **kwargs)
         self.commits.append((Status(status).value, [Status(s).value for s, _ in passed]))
+        if kwargs.get("items") is not None:
+            self.items_with[Status(status).value] = len(kwargs["items"][1])
 
 
 @pytest.fixture
@@ -70,15 +75,28 @@ def test_a_local_pool_job_commits_its_brief_statuses_with_the_next(
         "data": {"input_uri": str(seed_zip), "output_uri": str(tmp_path / "out")},
     }
     record = _claimed(jobs, spec)
+    items = JobItems(jobs.db)
+    items.record(record.id, [ItemRecord(file="an earlier attempt's.jpg", status="ok")])
     ctx = RunnerContext(
-        jobs=jobs, storage=StorageRegistry(), scratch_root=tmp_path / "scratch", predictors=pool
+        jobs=jobs,
+        storage=StorageRegistry(),
+        scratch_root=tmp_path / "scratch",
+        predictors=pool,
+        items=items,
     )
     assert Runner(ctx, record, OWNER, Cancellation()).run() == "finished"
     assert jobs.commits == [
         ("running", ["waiting for data/model download"]),
         ("finished", ["uploading"]),
     ]
+    # The last results went in with the job's end (earlier ones when FLUSH_S passed while
+    # the model loaded), and the earlier attempt's are gone.
+    assert list(jobs.items_with) == ["finished"] and jobs.items_with["finished"] >= 1
+    assert sorted(item.file for item in items.page(record.id).items) == sorted(
+        zipfile.ZipFile(seed_zip).namelist()
+    )
     job = jobs.get(record.id)
+    assert job.items is not None and job.items.ok == 5
     walked = [t.status for t in job.transitions]
     assert walked[-4:] == ["waiting for data/model download", "running", "uploading", "finished"]
     times = [t.at for t in job.transitions]
