@@ -169,6 +169,8 @@ class AutoInferService:
                     max_image_pixels=settings.max_image_pixels,
                     worker_memory_mb=settings.worker_memory_mb,
                     device=settings.device,
+                    cuda_device=settings.cuda_device,
+                    decode_threads=settings.cuda_decode_threads,
                 )
             return self._predictors
 

@@ -37,6 +37,7 @@ class Doctor:
         yield from self.check_database()
         yield from self.check_data_dir()
         yield from self.check_sandbox()
+        yield from self.check_gpu()
         if not (yield from self.check_config()):
             return
         checks = backend_checks(self.config, self.resolve)
@@ -129,6 +130,41 @@ class Doctor:
             yield problem(f"sandbox: {failure}")
         else:
             yield ok(f"{sandbox.describe()}: a test command ran")
+
+    def check_gpu(self) -> Iterator[Finding]:
+        """Whether built-in models can run on a GPU here (jobs with `gpu_count` ≥ 1, and every
+        job with `predictors.device: cuda`). Only `device: cuda` without one is a problem."""
+        from autoinfer.executors.gpus import detect_inventory
+        from autoinfer.predictors.devices import cuda_problem
+
+        settings = self.config.predictors
+        reason = cuda_problem()
+        if reason is None:
+            yield ok(
+                f"built-in models can run on GPU {settings.cuda_device} (ONNX Runtime's CUDA "
+                f"execution provider), for jobs with gpu_count ≥ 1"
+                + (" and every job (predictors.device: cuda)" if settings.device == "cuda" else "")
+            )
+            return
+        if settings.device == "cuda":
+            yield problem(
+                f"predictors.device is cuda but {reason}: built-in models would run on the CPU — "
+                "install onnxruntime-gpu on a machine with a CUDA GPU, or set device: cpu"
+            )
+            return
+        has_gpus = bool(self.config.gpus) if self.config.gpus is not None else None
+        if has_gpus is None:
+            has_gpus = bool(detect_inventory())
+        if has_gpus:
+            yield ok(
+                f"warning: built-in models cannot use this machine's GPUs ({reason}): "
+                "their jobs with gpu_count ≥ 1 fail"
+            )
+        else:
+            yield ok(
+                f"built-in models run on the CPU here ({reason}); their jobs with "
+                "gpu_count ≥ 1 too, with a line in the job's log"
+            )
 
     # --- the configuration as a whole ----------------------------------------------------
 

@@ -6,7 +6,9 @@ Jobs are claimed with leases that a heartbeat renews (`executors.leasing`);
 machine's GPUs (`executors.gpus`: inventory, allocator and the policy for requests it cannot
 meet). A job for a built-in model holds no cores and no GPUs here: its images run in the
 shared predictor pool, so up to `pool_jobs` (predictors.max_jobs) of them feed it at once, besides
-the `max_jobs` worker-command jobs.
+the `max_jobs` worker-command jobs. One that asks for a GPU (`gpu_count ≥ 1`) runs in the model's
+CUDA worker group, shared by such jobs (`predictors.devices.job_device`: where there is none, the
+policy of `executors.gpus`, said in the job's log or its failure reason).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from autoinfer.executors.leasing import HeldJob, LeasingExecutor
 from autoinfer.jobs.records import JobRecord
 from autoinfer.jobs.service import LIVE_CLAIMED, JobService
 from autoinfer.jobs.spec import Status
+from autoinfer.predictors.devices import JobDevice, job_device
 from autoinfer.resume import resumed_job
 from autoinfer.runner import Runner, RunnerContext, runs_in_predictor_pool
 
@@ -157,6 +160,13 @@ class LocalExecutor(LeasingExecutor):
 
     def _execute_in_slot(self, item: _LocalJob) -> str:
         runner = Runner(self.ctx, item.job, self.owner, item.cancellation)
+        if runs_in_predictor_pool(item.job.spec):
+            where = self._pool_device(item.job.spec)
+            if where.fails and where.note:  # the inventory is fixed: waiting could never end
+                return runner._end(Status.FAILED, where.note, retry=False)
+            if where.note:
+                runner.log.system(where.note)
+            runner.device = where.device
         if item.accounts_gpus and item.gpu_count:
             problem = self.gpu_allocator.impossible(item.gpu_count, item.gpu_types)
             if problem is not None:  # the inventory is fixed: waiting could never end
@@ -172,6 +182,17 @@ class LocalExecutor(LeasingExecutor):
             return runner.run() if ready else runner._end_cancelled()
         finally:
             self.gpu_allocator.release(item.job.id)
+
+    def _pool_device(self, spec: dict) -> JobDevice:
+        """Where a built-in model job runs: its GPU request against this machine's GPUs (the
+        shared CUDA group holds none of the allocator's: its GPU is `predictors.cuda_device`)."""
+        resources = spec.get("resources", {})
+        count = int(resources.get("gpu_count", 0))
+        types = [t for t in [resources.get("gpu_type"), *(resources.get("gpu_types") or [])] if t]
+        problem = self.gpu_allocator.impossible(count, types)
+        if problem is not None:
+            return JobDevice(None, problem, fails=True)
+        return job_device(count, machine_has_gpus=bool(self.gpu_allocator.inventory))
 
     def _housekeeping(self) -> None:
         remove_stale_scratch(self.ctx.scratch_root, self.jobs, lambda: set(self._running))

@@ -147,6 +147,12 @@ class PredictorPool:
                 totals[key] += value
         return {**totals, "models": sorted({model.source for model in models if model.live()})}
 
+    def groups(self) -> list[tuple[str, str]]:
+        """(model source, device) of each worker group with live workers."""
+        with self._lock:
+            models = list(self._models.values())
+        return [(model.source, model.placement.device) for model in models if model.live()]
+
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes now running (for operators and fault tests)."""
         with self._lock:

@@ -212,9 +212,9 @@ class Runner:
         self, status: Status, *, reason: str | None = None, result: JobResult | None = None
     ) -> None:
         """The status change, committed with what waits to be stored: the log lines written
-        since the last write, the final images done/total, the item results, the result."""
+        since the last write, the final images done/total, the result."""
         progress, self._progress = self._progress, None
-        passed, items = self._passed, self.items.pending()
+        passed = self._passed
 
         def write(lines: list[tuple[datetime, str, str]]) -> None:
             self.reporter.transition(
@@ -226,12 +226,10 @@ class Runner:
                 result=result,
                 log_lines=lines,
                 passed=passed,
-                items=items,
             )
 
         self.log.flush_with(write)
         self._passed = []
-        self.items.stored(items)
 
     def _on_timeout(self) -> None:
         self.cancellation.cancel("timeout", f"timed out after {self.spec.timeout_s} s (timeout_s)")
@@ -303,8 +301,7 @@ class Runner:
             **({"thumbnails": thumbnails} if thumbnails is not None else {}),
             **({"device": self.device} if self.device is not None else {}),
         )
-        # errors.json if any failed; the last results go with the next status change.
-        self.items.finish(self.output_dir, store=False)
+        self.items.finish(self.output_dir)  # the last results, errors.json if any failed
         images, errors = manifest.get("images", 0), manifest.get("errors", 0)
         self.log.system(f"classified {images} image(s), {errors} could not be decoded")
         if gallery is not None and thumbnails is not None:
