@@ -91,6 +91,8 @@ def measure_bare(
     from autoinfer.predictors.zoo import load_classifier
 
     classifier = load_classifier("efficientnet_lite0", cache_dir, threads=1, providers=providers)
+    if providers[0] not in classifier.session.get_providers():
+        raise RuntimeError(f"ONNX Runtime could not start {providers[0]}")
     stage = DecodeStage(classifier.preprocessing, threads)
     batches = [
         [str(path) for path in images[start : start + BATCH_SIZE]]

@@ -236,6 +236,15 @@ def serve(
     except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("error", f"{source}: {type(error).__name__}: {error}"))
         return
+    wanted = (providers or ["CPUExecutionProvider"])[0]
+    if wanted not in classifier.session.get_providers():  # ORT fell back (CUDA libraries?)
+        seen = os.environ.get("CUDA_VISIBLE_DEVICES", "all")
+        reason = (
+            f"{source}: ONNX Runtime could not start its {wanted} (GPU {seen}): are CUDA and "
+            "cuDNN of the versions onnxruntime-gpu needs installed?"
+        )
+        conn.send(("error", reason))
+        return
     # Once the model is loaded (an export may need more): one image cannot take the batch
     # down with it.
     limit_worker(max_pixels, memory_mb)

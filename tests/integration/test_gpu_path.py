@@ -20,7 +20,7 @@ import pytest
 
 from autoinfer.config import GpuConfig
 from autoinfer.errors import ModelError
-from autoinfer.predictors.devices import CPU, cuda_problem
+from autoinfer.predictors.devices import CPU, CUDA, cuda_environment, cuda_problem
 from autoinfer.predictors.pool import PredictorPool
 from autoinfer.predictors.worker_group import Placement
 from tests.conftest import RunningService
@@ -195,3 +195,56 @@ def test_bench_gpu_says_in_one_line_that_there_is_no_gpu_and_exits_0() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"bench --gpu: no GPU here: {cuda_problem()}; nothing measured\n"
+
+
+@NO_GPU
+def test_without_a_gpu_the_cuda_placement_is_the_cpu_group(model_cache: Path) -> None:
+    with PredictorPool(model_cache, workers=2, decode_threads=6) as plain:
+        assert plain.placement("cuda") == plain.placement("cpu") == plain.placement()
+        assert plain.placement("cuda").device == "cpu" and plain.placement().workers == 2
+        assert plain.decode_threads == 6
+
+
+@NO_GPU
+def test_doctor_says_whether_built_in_models_can_use_a_gpu(tmp_path: Path) -> None:
+    from autoinfer.cli.doctor import Doctor
+    from autoinfer.config import Config, PredictorsConfig
+
+    reason = cuda_problem()
+
+    def finding(**settings: Any) -> Any:
+        [found] = Doctor(Config(data_dir=tmp_path, **settings), None).check_gpu()
+        return found
+
+    found = finding(gpus=[])
+    assert found.ok and found.message == (
+        f"built-in models run on the CPU here ({reason}); their jobs with gpu_count ≥ 1 too, "
+        "with a line in the job's log"
+    )
+    found = finding(gpus=[GpuConfig(index=0, type="t4")])
+    assert found.ok and found.message == (
+        f"warning: built-in models cannot use this machine's GPUs ({reason}): their jobs "
+        "with gpu_count ≥ 1 fail"
+    )
+    found = finding(predictors=PredictorsConfig(device="cuda"))
+    assert not found.ok and found.message.startswith(f"predictors.device is cuda but {reason}")
+
+
+class CudaProvidersAsked(PredictorPool):
+    """The CUDA group as a GPU machine places it (CUDA's providers, GPU 5 alone)."""
+
+    def _place(self, device: str) -> Placement:
+        return Placement("cuda", tuple(CUDA), 1, 1, 2, 2, tuple(cuda_environment(5).items()))
+
+
+@NO_GPU
+def test_a_cuda_worker_whose_runtime_falls_back_to_the_cpu_refuses_to_start_saying_why(
+    model_cache: Path, seed_images: Path, tmp_path: Path
+) -> None:
+    """ONNX Runtime quietly runs on the CPU when its CUDA provider cannot start; the CUDA
+    worker says so instead (the environment it was given included: it sees GPU 5)."""
+    with (
+        CudaProvidersAsked(model_cache) as cuda_pool,
+        pytest.raises(ModelError, match=r"could not start its CUDAExecutionProvider \(GPU 5\)"),
+    ):
+        cuda_pool.classify("efficientnet_lite0", seed_images, tmp_path / "out", device="cuda")
