@@ -113,8 +113,9 @@ class PredictorsConfig(_Strict):
     # and a CUDA device are there (else the CPU, said in one warning line).
     device: Literal["cpu", "cuda"] = "cpu"
     # The CUDA worker group (jobs with resources.gpu_count >= 1, or every job with device
-    # cuda): the GPU it runs on (index in PCI bus order, as `gpus:` numbers them), and the
-    # threads that decode its images (None: one per core, at least 2, at most 16).
+    # cuda): the GPU it runs on (index in PCI bus order, as `gpus:` numbers them; among the
+    # service's own CUDA_VISIBLE_DEVICES where it was started with some), and the threads
+    # that decode its images (None: one per core, at least 2, at most 16).
     cuda_device: int = Field(0, ge=0, le=63)
     cuda_decode_threads: int | None = Field(None, ge=1, le=256)
 

@@ -8,7 +8,8 @@ A built-in model job whose `resources.gpu_count` is 1 or more asks for the GPU i
 (`job_device`), whatever `predictors.device` says; its images then go to the model's CUDA worker
 group (`predictors.pool`), beside the CPU group other jobs use. The CUDA group's worker sees one
 GPU, `predictors.cuda_device` (its index in PCI bus order, as `executors.gpus` numbers GPUs),
-through `CUDA_VISIBLE_DEVICES` (`cuda_environment`). Where built-in models cannot use a GPU,
+through `CUDA_VISIBLE_DEVICES` (`cuda_environment`). That GPU is not taken from the
+executor's GPU accounting: worker commands may be given it too. Where built-in models cannot use a GPU,
 such a job follows the policy of `executors.gpus` for worker commands: a machine without GPUs
 runs it on the CPU with one line in its log; a machine with GPUs that built-in models cannot use
 (no CUDA execution provider, or no device node) fails it at once, not retried, saying why.
@@ -16,8 +17,11 @@ runs it on the CPU with one line in its log; a machine with GPUs that built-in m
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import NamedTuple
+
+from autoinfer.errors import ModelError
 
 CPU = ["CPUExecutionProvider"]
 CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -37,10 +41,22 @@ def cuda_problem() -> str | None:
     return None
 
 
-def cuda_environment(index: int) -> dict[str, str]:
+def cuda_environment(index: int, inherited: str | None = None) -> dict[str, str]:
     """The environment a CUDA worker process starts with: it sees GPU `index` only (PCI bus
-    order, the numbering of `executors.gpus` and of NVML), as CUDA device 0."""
-    return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": str(index)}
+    order, the numbering of `executors.gpus` and of NVML), as CUDA device 0. Where the service
+    itself was started with `CUDA_VISIBLE_DEVICES` (`inherited`; None: this process's, a
+    container's or a scheduler's choice), `index` counts among those: their index-th entry."""
+    if inherited is None:
+        inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if inherited is None:
+        return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": str(index)}
+    visible = [entry.strip() for entry in inherited.split(",") if entry.strip()]
+    if index >= len(visible):
+        raise ModelError(
+            f"predictors.cuda_device is {index} but this service sees {len(visible)} GPU(s) "
+            f"(CUDA_VISIBLE_DEVICES={inherited!r})"
+        )
+    return {"CUDA_VISIBLE_DEVICES": visible[index]}
 
 
 class JobDevice(NamedTuple):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from autoinfer.errors import ModelError
 from autoinfer.predictors.decode_stage import DecodeStage
 from autoinfer.predictors.devices import cuda_environment, cuda_problem, job_device
 from autoinfer.predictors.images import Preprocessing
@@ -105,8 +106,19 @@ def test_a_job_asking_for_no_gpu_runs_where_the_pool_says() -> None:
     assert job_device(0, machine_has_gpus=False) == (None, None, False)
 
 
-def test_the_cuda_worker_sees_its_gpu_alone_in_pci_bus_order() -> None:
+def test_the_cuda_worker_sees_its_gpu_alone_in_pci_bus_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert cuda_environment(3) == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "3"}
+    # A service started with some GPUs visible: the index counts among those.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, MIG-5f1a")
+    assert cuda_environment(1) == {"CUDA_VISIBLE_DEVICES": "MIG-5f1a"}
+    assert cuda_environment(0, "4,6") == {"CUDA_VISIBLE_DEVICES": "4"}
+    with pytest.raises(ModelError, match=r"cuda_device is 2 but this service sees 2 GPU\(s\)"):
+        cuda_environment(2)
+    with pytest.raises(ModelError, match="sees 0 GPU"):
+        cuda_environment(0, "")
 
 
 @pytest.mark.skipif(cuda_problem() is None, reason="this machine has a CUDA GPU")
