@@ -24,7 +24,7 @@ ITEMS_FILE = "items.json"
 ERRORS_FILE = "errors.json"
 MAX_ITEMS_FILE_BYTES = 64 * 1024**2
 FLUSH_ITEMS = 500  # a batch of results is written once this many wait ...
-FLUSH_S = 2.0  # ... or this long after the last write
+FLUSH_S = 2.0  # ... or once the oldest of them has waited this long
 
 _ITEM_LIST = TypeAdapter(list[ItemRecord])
 
@@ -46,7 +46,7 @@ class AttemptItems:
         self._sink, self._job_id, self._log = sink, job_id, log
         self._buffer: list[ItemRecord] = []
         self._errors: list[dict[str, str]] = []
-        self._last_write = time.monotonic()
+        self._oldest_at = time.monotonic()
         self._lock = threading.Lock()
         self._replace = False  # the next write first forgets the earlier attempts' items
 
@@ -55,7 +55,6 @@ class AttemptItems:
         first write (one transaction; a short job's only one, at `finish`)."""
         with self._lock:
             self._replace = True
-            self._last_write = time.monotonic()  # time spent queued before it is no reason
 
     # --- built-in models: results as the predictor pool hands them back -------------------
 
@@ -63,11 +62,13 @@ class AttemptItems:
         """The pool's callback: prediction records (`{"file", "classes"|"error"}`) of a batch."""
         items = [item_from_prediction(prediction) for prediction in predictions]
         with self._lock:
+            if not self._buffer:  # the oldest waiting result arrives now
+                self._oldest_at = time.monotonic()
             self._buffer.extend(items)
             self._errors.extend(
                 {"file": item.file, "error": item.error or ""} for item in items if item.error
             )
-            due = len(self._buffer) >= FLUSH_ITEMS or time.monotonic() - self._last_write > FLUSH_S
+            due = len(self._buffer) >= FLUSH_ITEMS or time.monotonic() - self._oldest_at > FLUSH_S
         if due:
             self.flush()
 
@@ -75,7 +76,7 @@ class AttemptItems:
         with self._lock:
             batch, self._buffer = self._buffer, []
             replace, self._replace = self._replace, False
-            self._last_write = time.monotonic()
+            self._oldest_at = time.monotonic()
         if (batch or replace) and self._sink is not None:
             self._sink.record(self._job_id, batch, replace=replace)
 

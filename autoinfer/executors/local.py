@@ -70,9 +70,9 @@ class LocalExecutor(LeasingExecutor):
         super().__init__(ctx, jobs, max_jobs=max_jobs, lease_s=lease_s, poll_s=poll_s, owner=owner)
         self.cpu_budget = cpu_budget or os.cpu_count() or 1
         self.pool_jobs = pool_jobs
-        # Notified when a job gives its slot back: a claimed job waiting for one wakes then
-        # instead of polling (20 ms polls of 4 waiting jobs cost ~3 ms CPU per pool job).
-        self._slot_freed = threading.Condition(self._lock)
+        # Notified when a job gives its slot back, one per kind (pool or not): one claimed job
+        # waiting for a slot of that kind wakes then, instead of every waiting job polling.
+        self._slot_freed = {pool: threading.Condition(self._lock) for pool in (True, False)}
         # `gpus`: the configured inventory; None: detected on this machine.
         self.gpu_allocator = GpuAllocator(detect_inventory() if gpus is None else gpus)
         log.info(
@@ -127,7 +127,8 @@ class LocalExecutor(LeasingExecutor):
         """Wait (in `waiting for resources`) for a slot of the job's kind; False: cancelled."""
         pool = runs_in_predictor_pool(item.job.spec)
         limit = self.pool_jobs if pool else self.max_jobs
-        with self._slot_freed:
+        freed = self._slot_freed[pool]
+        with freed:
             while not item.cancellation.is_set:
                 holding = sum(
                     1
@@ -138,14 +139,15 @@ class LocalExecutor(LeasingExecutor):
                     item.holds_slot = True
                     return True
                 # Woken when a slot frees; the timeout only bounds how late a cancel is seen.
-                self._slot_freed.wait(SLOT_WAIT_S)
+                freed.wait(SLOT_WAIT_S)
         return False
 
     def _give_slot_back(self, item: _LocalJob) -> None:
-        with self._slot_freed:
+        freed = self._slot_freed[runs_in_predictor_pool(item.job.spec)]
+        with freed:
             if item.holds_slot:
                 item.holds_slot = False
-                self._slot_freed.notify_all()
+                freed.notify()  # one slot: one waiter of its kind
 
     def _started(self, item: _LocalJob) -> bool:
         return item.holds_cpus

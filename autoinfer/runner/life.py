@@ -100,7 +100,7 @@ class Runner:
             self._check_cancelled()
             self._move(Status.UPLOADING, brief=self._local_stage_out())
             location = self._stage_out()
-            self.log.system(f"results uploaded to {location}")
+            self.log.system(f"results uploaded to {location}", soon=True)  # the end follows
             return self._end(Status.FINISHED, None, JobResult(location, model_info))
         except JobStopped:
             return self._end_cancelled()
@@ -182,7 +182,7 @@ class Runner:
             self._passed.append((status, utcnow()))
         else:
             self._commit_move(status)
-        self.log.system(f"status: {status.value}")
+        self.log.system(f"status: {status.value}", soon=brief)
 
     def _commit_passed(self) -> None:
         """Commit the brief statuses not committed yet (before a failure or a hand-back)."""
@@ -212,9 +212,9 @@ class Runner:
         self, status: Status, *, reason: str | None = None, result: JobResult | None = None
     ) -> None:
         """The status change, committed with what waits to be stored: the log lines written
-        since the last write, the final images done/total, the result."""
+        since the last write, the final images done/total, the item results, the result."""
         progress, self._progress = self._progress, None
-        passed = self._passed
+        passed, items = self._passed, self.items.pending()
 
         def write(lines: list[tuple[datetime, str, str]]) -> None:
             self.reporter.transition(
@@ -226,10 +226,12 @@ class Runner:
                 result=result,
                 log_lines=lines,
                 passed=passed,
+                items=items,
             )
 
         self.log.flush_with(write)
         self._passed = []
+        self.items.stored(items)
 
     def _on_timeout(self) -> None:
         self.cancellation.cancel("timeout", f"timed out after {self.spec.timeout_s} s (timeout_s)")
@@ -301,9 +303,11 @@ class Runner:
             **({"thumbnails": thumbnails} if thumbnails is not None else {}),
             **({"device": self.device} if self.device is not None else {}),
         )
-        self.items.finish(self.output_dir)  # the last results, errors.json if any failed
+        # errors.json if any failed; the last results go with the next status change.
+        self.items.finish(self.output_dir, store=False)
         images, errors = manifest.get("images", 0), manifest.get("errors", 0)
-        self.log.system(f"classified {images} image(s), {errors} could not be decoded")
+        # Stored with the status change that follows (the gallery is saved in between).
+        self.log.system(f"classified {images} image(s), {errors} could not be decoded", soon=True)
         if gallery is not None and thumbnails is not None:
             gallery.save(self.job.id, self.data_dir, self.output_dir, thumbnails)
         elif gallery is not None:

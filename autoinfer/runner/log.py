@@ -27,16 +27,20 @@ class JobLog:
         self._flushing = threading.Lock()  # one flush at a time, so lines stay in order
         self._last_flush = time.monotonic()
 
-    def write(self, stream: str, line: str) -> None:
+    def write(self, stream: str, line: str, *, soon: bool = False) -> None:
+        """Buffer a line; `soon`: a status change follows within milliseconds and stores it,
+        so a long quiet spell before it is no reason to write it alone."""
         with self._lock:
             text = cap_line(self._redact(line.rstrip("\r\n")))  # one row stays bounded
             self._buffer.append((utcnow(), stream, text))
-            due = len(self._buffer) >= 50 or time.monotonic() - self._last_flush > LOG_FLUSH_S
+            due = len(self._buffer) >= 50 or (
+                not soon and time.monotonic() - self._last_flush > LOG_FLUSH_S
+            )
         if due:
             self.flush()
 
-    def system(self, message: str) -> None:
-        self.write("system", message)
+    def system(self, message: str, *, soon: bool = False) -> None:
+        self.write("system", message, soon=soon)
 
     def flush_if_due(self) -> None:
         """Write lines that have waited LOG_FLUSH_S (a process that went quiet after them)."""

@@ -132,7 +132,7 @@ def stage_out(runner: Runner) -> str:
         target = join_uri(data.output_uri, f"{name}.zip")
         size = storage.write_zip(runner.output_dir, target)  # a local store: in place
         if size is not None:
-            runner.log.system(f"wrote {name}.zip ({size} bytes) to {target}")
+            runner.log.system(f"wrote {name}.zip ({size} bytes) to {target}", soon=True)
             return target
         archive = make_zip(runner.output_dir, runner.workdir / f"{name}.zip")
         runner.log.system(f"uploading {archive.name} ({archive.stat().st_size} bytes) to {target}")
