@@ -34,7 +34,7 @@ from autoinfer.predictors.limits import (
 
 if TYPE_CHECKING:
     from autoinfer.predictors.classifier import Classifier
-    from autoinfer.predictors.worker_group import ModelWorkers, QueuedImage
+    from autoinfer.predictors.worker_group import ModelWorkers, QueuedImage, QueuedJob
 
 
 class Worker:
@@ -151,10 +151,15 @@ class Worker:
         batch = pending.popleft()
         self.busy = bool(pending)
         if status == "ok":
+            # Each job gets its share of the batch at once: one wake-up of its thread, one
+            # write of its prediction files, not one per image.
+            shares: dict[QueuedJob, list[tuple[int, dict[str, Any]]]] = {}
             for item, (record, thumbnail) in zip(batch, payload, strict=True):
                 if thumbnail is not None and item.job.thumbnails is not None:
                     item.job.thumbnails.add(item.job.files[item.index], thumbnail)
-                item.job.finish(item.index, record)
+                shares.setdefault(item.job, []).append((item.index, record))
+            for job, results in shares.items():
+                job.finish_many(results)
             self.model.counted(len(batch))
         else:
             error = ModelError(f"{self.model.source}: {payload}")

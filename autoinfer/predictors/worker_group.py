@@ -37,10 +37,11 @@ class QueuedJob:
     error: BaseException | None = None
     closed: bool = False  # finished, failed or stopped: its queued images are dropped
 
-    def finish(self, index: int, record: dict[str, Any]) -> None:
+    def finish_many(self, results: list[tuple[int, dict[str, Any]]]) -> None:
+        """Results of several of the job's images (by index), handed back together."""
         with self.cond:
-            self.results.append((index, record))
-            self.in_flight -= 1
+            self.results.extend(results)
+            self.in_flight -= len(results)
             self.cond.notify_all()
 
     def drop(self) -> None:
