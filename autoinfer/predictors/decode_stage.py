@@ -46,9 +46,16 @@ class DecodedBatch:
 
 
 def decode_file(
-    path: str, wants_thumbnail: bool, prep: Preprocessing, max_pixels: int
-) -> DecodedFile:
-    """Decode one file: (crop, None, thumbnail JPEG or None), or (None, {"error": why}, None)."""
+    path: str,
+    wants_thumbnail: bool,
+    prep: Preprocessing,
+    max_pixels: int,
+    *,
+    beside_others: bool = False,
+) -> DecodedFile | None:
+    """Decode one file: (crop, None, thumbnail JPEG or None), or (None, {"error": why}, None).
+    `beside_others`: None instead when it ran out of memory (the worker's bound is shared by
+    the files decoding at once), to be decoded again alone."""
     resized: list[Image.Image] = []
     try:
         crop = decode_image(
@@ -59,8 +66,12 @@ def decode_file(
             max_pixels=max_pixels,
         )
     except UnreadableImage as error:
+        if beside_others and isinstance(error.__context__, MemoryError):
+            return None
         return None, {"error": error.reason}, None
     except Exception as error:  # noqa: BLE001 - a decoder's failure is the file's, not the batch's
+        if beside_others and isinstance(error, MemoryError):
+            return None
         return None, {"error": f"cannot decode: {type(error).__name__}: {error}"}, None
     return crop, None, encode_thumbnail(resized[0]) if resized else None
 
@@ -102,17 +113,32 @@ class DecodeStage:
         if len(paths) != len(thumbnails):
             raise ValueError(f"{len(paths)} paths but {len(thumbnails)} thumbnail flags")
         if self._executor is None:
-            files = [
-                decode_file(path, wants, self.prep, self.max_pixels)
-                for path, wants in zip(paths, thumbnails, strict=True)
-            ]
-            decoded = gather(files)
+            pairs = zip(paths, thumbnails, strict=True)
+            decoded = gather([self._alone(path, wants) for path, wants in pairs])
             return lambda: decoded
-        futures: list[Future[DecodedFile]] = [
-            self._executor.submit(decode_file, path, wants, self.prep, self.max_pixels)
+        futures: list[Future[DecodedFile | None]] = [
+            self._executor.submit(
+                decode_file, path, wants, self.prep, self.max_pixels, beside_others=True
+            )
             for path, wants in zip(paths, thumbnails, strict=True)
         ]
-        return lambda: gather([future.result() for future in futures])
+
+        def result() -> DecodedBatch:
+            files = [future.result() for future in futures]
+            # A file that ran out of memory beside others: once more, alone in this thread.
+            return gather(
+                [
+                    self._alone(path, wants) if file is None else file
+                    for path, wants, file in zip(paths, thumbnails, files, strict=True)
+                ]
+            )
+
+        return result
+
+    def _alone(self, path: str, wants_thumbnail: bool) -> DecodedFile:
+        decoded = decode_file(path, wants_thumbnail, self.prep, self.max_pixels)
+        assert decoded is not None
+        return decoded
 
     def decode(self, paths: Sequence[str], thumbnails: Sequence[bool]) -> DecodedBatch:
         return self.submit(paths, thumbnails)()
