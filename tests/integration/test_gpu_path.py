@@ -248,3 +248,42 @@ def test_a_cuda_worker_whose_runtime_falls_back_to_the_cpu_refuses_to_start_sayi
         pytest.raises(ModelError, match=r"could not start its CUDAExecutionProvider \(GPU 5\)"),
     ):
         cuda_pool.classify("efficientnet_lite0", seed_images, tmp_path / "out", device="cuda")
+
+
+def test_a_pipelined_worker_answers_batches_sent_back_to_back_in_order(
+    model_cache: Path, seed_images: Path, tmp_path: Path
+) -> None:
+    """The CUDA worker's side of the pipe (`serve` with decode threads) on the CPU provider:
+    three batches sent at once, then the end; three answers in order, each what the serial
+    path gives, thumbnails and errors included; then it exits."""
+    import multiprocessing
+
+    from autoinfer.predictors.worker import classify_files, serve
+    from autoinfer.predictors.zoo import load_classifier
+
+    data = images(seed_images, tmp_path / "data", 9)
+    files = sorted(str(path) for path in data.iterdir())
+    batches = [(files[0:4], [True] * 4), (files[4:9], [False] * 5), (files[9:], [True, False])]
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe(duplex=True)
+    args = (theirs, "efficientnet_lite0", None, str(model_cache), 1, 40_000_000, None, CPU, 3)
+    process = context.Process(target=serve, args=args, daemon=True)
+    process.start()
+    theirs.close()
+    try:
+        assert ours.recv()[0] == "ready"
+        for batch in batches:
+            ours.send(batch)
+        ours.send(None)
+        answers = [ours.recv() for _ in batches]
+        process.join(30)
+        assert process.exitcode == 0
+    finally:
+        if process.is_alive():
+            process.kill()
+        ours.close()
+    classifier = load_classifier("efficientnet_lite0", model_cache, threads=1)
+    expected = [("ok", classify_files(classifier, *batch)) for batch in batches]
+    assert answers == expected
+    assert [len(payload) for _, payload in answers] == [4, 5, 2]
+    assert sum("error" in record for _, payload in answers for record, _ in payload) == 2
