@@ -147,10 +147,11 @@ class Runner:
         retry: bool = True,
     ) -> str:
         reason = self.ctx.redact(reason) if reason else reason  # stderr may quote a secret
+        # Stored with the end (or the flush before a retry) that follows at once.
         if reason:
-            self.log.system(f"{status.value}: {reason}")
+            self.log.system(f"{status.value}: {reason}", soon=True)
         else:
-            self.log.system(f"{status.value}")
+            self.log.system(f"{status.value}", soon=True)
         if status == Status.FAILED:
             if not runs_in_predictor_pool(self.job.spec):  # its items share the job's outcome
                 self.items.fail_worker(self.data_dir, reason or "failed")
@@ -273,13 +274,17 @@ class Runner:
         if self.ctx.predictors is None:
             raise JobFailed("built-in models are not available in this executor")
         self.items.start()
-        stored = [time.monotonic()]  # when progress was last stored
+        # When progress was last stored; the clock starts with the first results (time spent
+        # queued behind other jobs is no reason to store a count that the end follows soon).
+        stored: list[float] = []
 
         def progress(done: int, total: int) -> None:
             # The final count goes with the next status change (a short job: its only write).
             self._progress = (done, total)
             now = time.monotonic()
-            if done < total and now - stored[0] >= PROGRESS_EVERY_S:
+            if not stored:
+                stored.append(now)
+            elif done < total and now - stored[0] >= PROGRESS_EVERY_S:
                 self.reporter.set_progress(self.job.id, done, total)
                 stored[0] = now
 

@@ -32,6 +32,11 @@ class CountingJobService(JobService):
         super().__init__(db)
         self.commits: list[tuple[str, list[str]]] = []
         self.items_with: dict[str, int] = {}  # status → item results committed with it
+        self.lone_log_writes = 0  # log lines stored in a transaction of their own
+
+    def append_log(self, job_id: str, lines: list[Any]) -> None:
+        super().append_log(job_id, lines)
+        self.lone_log_writes += 1
 
     def transition(
         self,
@@ -89,6 +94,11 @@ def test_a_local_pool_job_commits_its_brief_statuses_with_the_next(
         ("running", ["waiting for data/model download"]),
         ("finished", ["uploading"]),
     ]
+    # Every log line went with a status change, though classifying took over LOG_FLUSH_S
+    # (the model loads): the lines after it are followed by a status change at once.
+    assert jobs.lone_log_writes == 0
+    lines = [line.line for line in jobs.logs(record.id)]
+    assert lines[-1] == "finished" and any(line.startswith("classified 5 image") for line in lines)
     # The last results went in with the job's end (earlier ones when FLUSH_S passed while
     # the model loaded), and the earlier attempt's are gone.
     assert list(jobs.items_with) == ["finished"] and jobs.items_with["finished"] >= 1
