@@ -1,7 +1,11 @@
 """A finished classifier job's gallery: small thumbnails of its inputs beside their predictions.
 
 Kept in the service's data folder (`<data_dir>/gallery/<job id>/`), so the dashboard can show
-what was classified after the job's scratch folder is gone, wherever its output went.
+what was classified after the job's scratch folder is gone, wherever its output went. The
+folder holds one file, `gallery.bin`: a line of JSON indexing the thumbnails (name → offset,
+length), a line of JSON listing the items, then the thumbnails' JPEG bytes one after another
+(one file written per job instead of one per thumbnail). Galleries written before it
+(`gallery.json` and `<n>.jpg` files) are read as they are.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +25,7 @@ from PIL import Image
 
 THUMBNAIL_PX = 160
 MAX_ITEMS = 500  # a gallery is for looking, not an archive: the first 500 images of a job
+PACKED = "gallery.bin"  # the index line, the items line, then the thumbnails' bytes
 
 log = logging.getLogger("autoinfer.gallery")
 
@@ -80,35 +86,58 @@ class Gallery:
         """Make thumbnails for the prediction files in `output_dir` (using those already in
         `thumbnails`); returns how many items."""
         target = self.folder(job_id)
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
+        try:
+            target.mkdir(parents=True)
+        except FileExistsError:  # the job ran again: its gallery is made afresh
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
         items: list[dict[str, Any]] = []
-        for index, prediction_file in enumerate(
+        index: dict[str, list[int]] = {}  # thumbnail name → [offset, length] after the lines
+        jpegs: list[bytes] = []
+        offset = 0
+        for number, prediction_file in enumerate(
             sorted(output_dir.rglob("*_pred.json"))[:MAX_ITEMS]
         ):
             prediction = json.loads(prediction_file.read_text())
             item = dict(prediction)
-            thumbnail = f"{index}.jpg"
             made = thumbnails.get(prediction["file"]) if thumbnails is not None else None
-            if made is not None:
-                (target / thumbnail).write_bytes(made)
-                item["thumbnail"] = thumbnail
-            elif _thumbnail(data_dir / prediction["file"], target / thumbnail):
-                item["thumbnail"] = thumbnail
+            jpeg = made if made is not None else _thumbnail(data_dir / prediction["file"])
+            if jpeg is not None:
+                item["thumbnail"] = name = f"{number}.jpg"
+                index[name] = [offset, len(jpeg)]
+                offset += len(jpeg)
+                jpegs.append(jpeg)
             items.append(item)
-        (target / "gallery.json").write_text(json.dumps(items))
+        lines = (json.dumps(index) + "\n" + json.dumps(items) + "\n").encode()
+        (target / PACKED).write_bytes(lines + b"".join(jpegs))
         return len(items)
 
     def items(self, job_id: str) -> list[dict[str, Any]]:
-        path = self.folder(job_id) / "gallery.json"
+        folder = self.folder(job_id)
+        packed = _regular(folder / PACKED)
+        if packed is not None:
+            with packed.open("rb") as handle:
+                handle.readline()  # the index
+                return json.loads(handle.readline())
+        path = folder / "gallery.json"  # written before gallery.bin
         return json.loads(path.read_text()) if path.exists() else []
 
-    def thumbnail(self, job_id: str, name: str) -> Path | None:
-        """The thumbnail file, or None; `name` must be one this gallery wrote."""
-        if not name.removesuffix(".jpg").isdigit():
+    def thumbnail(self, job_id: str, name: str) -> bytes | None:
+        """The thumbnail's JPEG bytes, or None; `name` must be one this gallery wrote."""
+        if not name.endswith(".jpg") or not name.removesuffix(".jpg").isdigit():
             return None
-        path = self.folder(job_id) / name
-        return path if path.is_file() else None
+        folder = self.folder(job_id)
+        packed = _regular(folder / PACKED)
+        if packed is not None:
+            with packed.open("rb") as handle:
+                span = json.loads(handle.readline()).get(name)
+                if span is None:
+                    return None
+                handle.readline()  # the items
+                handle.seek(handle.tell() + span[0])
+                return handle.read(span[1])
+        path = _regular(folder / name)  # a gallery written before gallery.bin
+        return path.read_bytes() if path is not None else None
 
     def delete(self, job_id: str) -> None:
         shutil.rmtree(self.folder(job_id), ignore_errors=True)
@@ -127,13 +156,22 @@ class Gallery:
                 continue
 
 
-def _thumbnail(source: Path, target: Path) -> bool:
+def _thumbnail(source: Path) -> bytes | None:
     try:
         with Image.open(source) as image:
             image.draft("RGB", (THUMBNAIL_PX * 2, THUMBNAIL_PX * 2))
             rgb = image.convert("RGB")
             rgb.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-            rgb.save(target, "JPEG", quality=80)
-        return True
+            encoded = io.BytesIO()
+            rgb.save(encoded, "JPEG", quality=80)
+        return encoded.getvalue()
     except Exception:  # noqa: BLE001 - an undecodable image simply has no thumbnail
-        return False
+        return None
+
+
+def _regular(path: Path) -> Path | None:
+    """`path` when it is a regular file itself (not a link to anything), else None."""
+    try:
+        return path if stat.S_ISREG(path.lstat().st_mode) else None
+    except OSError:
+        return None

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
 
@@ -169,24 +168,14 @@ def job_gallery(request: Request, job_id: str) -> dict:
     return {"items": service.gallery.items(job_id)}
 
 
-@router.get("/{job_id}/gallery/{name}", response_class=FileResponse)
-def job_thumbnail(request: Request, job_id: str, name: str) -> FileResponse:
+@router.get("/{job_id}/gallery/{name}", response_class=Response)
+def job_thumbnail(request: Request, job_id: str, name: str) -> Response:
     service = _service(request)
     service.jobs.get(job_id)  # 404 for anything that is not a job's id ('..' included)
-    gallery = service.gallery
-    path = gallery.thumbnail(job_id, name)
-    if path is not None and not _inside(path, gallery.folder(job_id)):
-        path = None
-    if path is None:
+    # Only a name the gallery wrote, read from the job's own regular files (no link followed).
+    jpeg = service.gallery.thumbnail(job_id, name)
+    if jpeg is None:
         raise NotFound(f"job {job_id}: no thumbnail {name!r}")
-    return FileResponse(
-        path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+    return Response(
+        jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
     )
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    """Whether `path`, links resolved, lies in `folder`."""
-    try:
-        return path.resolve().is_relative_to(folder.resolve())
-    except OSError:
-        return False
