@@ -17,6 +17,7 @@ first loads cannot see half a file. Its own sha256 is the model's `weights_sha25
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import uuid
@@ -51,10 +52,15 @@ PHOTOS = (
 
 
 def int8_model(fp32_path: Path, fp32_sha: str, prep: Preprocessing) -> Path:
-    """The int8 model made from `fp32_path` (cached beside it; made now if missing)."""
+    """The int8 model made from `fp32_path` (cached beside it; made now if missing). Worker
+    processes starting together make it once: the others wait on a lock beside it."""
     target = fp32_path.parent / f"efficientnet_lite0_int8-{fp32_sha[:12]}-{RECIPE}.onnx"
-    if not target.exists():
-        quantize(fp32_path, target, prep)
+    if target.exists():
+        return target
+    with open(target.with_name(f".{target.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.exists():
+            quantize(fp32_path, target, prep)
     return target
 
 
