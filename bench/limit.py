@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoinfer.predictors.images import UnreadableImage, decode_image
+from autoinfer.predictors.images import Preprocessing, UnreadableImage, decode_image
 from autoinfer.predictors.zoo import load_classifier
 
 
@@ -33,12 +33,7 @@ def measure_limit(
     classifier.predict_crops(np.stack(warmup))
     started = time.perf_counter()
     for start in range(0, len(images), batch_size):
-        crops = []
-        for path in images[start : start + batch_size]:
-            try:
-                crops.append(decode_image(path, prep.size, prep.resize))
-            except UnreadableImage:
-                continue
+        crops = _decoded(images[start : start + batch_size], prep)
         if crops:
             for row in classifier.predict_crops(np.stack(crops)):
                 classifier.top5(row)
@@ -55,19 +50,24 @@ def measure_model_alone(
 ) -> float:
     """Images per second of the model alone: the same batches, decoded beforehand."""
     classifier = load_classifier(model, cache_dir, threads=threads)
-    prep = classifier.preprocessing
-    crops = []
-    for path in images:
-        try:
-            crops.append(decode_image(path, prep.size, prep.resize))
-        except UnreadableImage:
-            continue
+    crops = _decoded(images, classifier.preprocessing)
     batches = [np.stack(crops[i : i + batch_size]) for i in range(0, len(crops), batch_size)]
     classifier.predict_crops(batches[0])
     started = time.perf_counter()
     for batch in batches:
         classifier.predict_crops(batch)
     return len(crops) / (time.perf_counter() - started)
+
+
+def _decoded(images: Sequence[Path], prep: Preprocessing) -> list[np.ndarray]:
+    """The crops of the images that decode, as the workers make them."""
+    crops = []
+    for path in images:
+        try:
+            crops.append(decode_image(path, prep.size, prep.resize))
+        except UnreadableImage:
+            continue
+    return crops
 
 
 def exported_model(cache_dir: Path) -> Path:
