@@ -151,6 +151,7 @@ class Worker:
         batch = pending.popleft()
         self.busy = bool(pending)
         if status == "ok":
+            self.model.counted(len(batch))  # before a job can see its results (and stats)
             # Each job gets its share of the batch at once: one wake-up of its thread, one
             # write of its prediction files, not one per image.
             shares: dict[QueuedJob, list[tuple[int, dict[str, Any]]]] = {}
@@ -160,7 +161,6 @@ class Worker:
                 shares.setdefault(item.job, []).append((item.index, record))
             for job, results in shares.items():
                 job.finish_many(results)
-            self.model.counted(len(batch))
         else:
             error = ModelError(f"{self.model.source}: {payload}")
             for item in batch:
