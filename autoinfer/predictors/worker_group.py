@@ -146,13 +146,11 @@ class ModelWorkers:
                 while not self.closing:
                     self._drop_closed()
                     now = time.monotonic()
+                    batch = self._ready_batch(now)
+                    if batch is not None:
+                        return batch
                     if self.queue:
-                        age = now - self.queue[0].queued
-                        full = len(self.queue) >= pool.batch_size
-                        if full or age >= pool.max_wait_s:
-                            count = min(pool.batch_size, len(self.queue))
-                            return [self.queue.popleft() for _ in range(count)]
-                        self.cond.wait(pool.max_wait_s - age)
+                        self.cond.wait(pool.max_wait_s - (now - self.queue[0].queued))
                     elif now >= idle_until:
                         self.workers.remove(worker)
                         return None
@@ -165,18 +163,23 @@ class ModelWorkers:
     def take_ready(self) -> list[QueuedImage] | None:
         """A batch that `take_batch` would return now (full, or its oldest image waited
         `max_wait_ms`), without waiting; None when there is none (or when closing)."""
-        pool = self.pool
         with self.cond:
             if self.closing:
                 return None
             self._drop_closed()
-            if not self.queue:
-                return None
-            full = len(self.queue) >= pool.batch_size
-            if not full and time.monotonic() - self.queue[0].queued < pool.max_wait_s:
-                return None
-            count = min(pool.batch_size, len(self.queue))
-            return [self.queue.popleft() for _ in range(count)]
+            return self._ready_batch(time.monotonic())
+
+    def _ready_batch(self, now: float) -> list[QueuedImage] | None:
+        """Under `cond`: up to `batch_size` queued images when the batch is full or its oldest
+        image has waited `max_wait_ms`; else None."""
+        pool = self.pool
+        if not self.queue:
+            return None
+        full = len(self.queue) >= pool.batch_size
+        if not full and now - self.queue[0].queued < pool.max_wait_s:
+            return None
+        count = min(pool.batch_size, len(self.queue))
+        return [self.queue.popleft() for _ in range(count)]
 
     def requeue(self, items: list[QueuedImage]) -> None:
         with self.cond:
