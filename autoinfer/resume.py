@@ -120,16 +120,21 @@ def classify_resuming(
     """`classify(model_source, data_dir, output_dir, ...)` (the predictor pool's), keeping its
     predictions in `checkpoint` and skipping those an earlier attempt kept; the manifest."""
     images = find_images(data_dir)
-    if len(images) < MIN_IMAGES:
+
+    def classify_all(items: OnItems | None) -> dict:
+        """Every image in one call, its prediction records going to `items`."""
         return classify(
             model_source,
             data_dir,
             output_dir,
             labels_uri=labels_uri,
             progress=progress,
-            on_items=on_items,
+            on_items=items,
             **options,
         )
+
+    if len(images) < MIN_IMAGES:
+        return classify_all(on_items)
     files = [image.relative_to(data_dir).as_posix() for image in images]
     kept = Checkpoint(checkpoint)
     done = kept.load(fingerprint(model_source, labels_uri, data_dir, images))
@@ -141,15 +146,7 @@ def classify_resuming(
             on_items(predictions)
 
     if not done:
-        return classify(
-            model_source,
-            data_dir,
-            output_dir,
-            labels_uri=labels_uri,
-            progress=progress,
-            on_items=record,
-            **options,
-        )
+        return classify_all(record)
 
     log(f"resumed: {len(done):,} of {len(images):,} images already done")
     names = dict(zip(files, prediction_paths(images, data_dir), strict=True))
